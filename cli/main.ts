@@ -1,0 +1,74 @@
+import { Command, CommanderError, Option } from 'commander';
+import { isWizError } from '../src/errors.ts';
+import { preinitialize } from '../src/preinitialize.ts';
+import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
+import { readInput, writeOutput } from './io.ts';
+
+const warn = (message: string) => process.stderr.write(`wiz: warning: ${message}\n`);
+
+/** `--flag`, `--flag=true` or `--flag=false`, as the reference accepts; never takes a separate argument. */
+function booleanFlag(flags: string, description: string): Option {
+  return new Option(`${flags} [bool]`, description)
+    .argParser((v: string) => {
+      if (v === 'true') return true;
+      if (v === 'false') return false;
+      throw new CommanderError(2, 'wiz.usage', `${flags.split(' ').pop()} takes true or false, not "${v}"`);
+    })
+    .preset(true)
+    .default(false);
+}
+
+function program(): Command {
+  const cli = new Command('wiz')
+    .description('WebAssembly pre-initializer: run a module\'s start-up code once, and write the state it leaves as a new module')
+    .showHelpAfterError('(run wiz --help for usage)')
+    .exitOverride();
+
+  cli.command('init')
+    .description('instantiate a module, run its init function, and write the initialized module')
+    .argument('<input>', 'the module (.wasm file, or - for stdin)')
+    .option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
+    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
+    .addOption(booleanFlag('--keep-init-func', 'keep exporting the init function in the output'))
+    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc: boolean; renameFunc: string[] }) => {
+      const output = outputPath(opts.output);
+      const wasm = readInput(input);
+      const out = await preinitialize(wasm, {
+        initFunc: opts.initFunc,
+        keepInitFunc: opts.keepInitFunc,
+        renames: opts.renameFunc,
+        onWarning: warn,
+      });
+      writeOutput(output, out);
+    });
+  return cli;
+}
+
+/** The output target: a file, or stdout, which must not be a terminal. */
+function outputPath(output: string | undefined): string {
+  if ((output === undefined || output === '-') && process.stdout.isTTY) {
+    throw new CommanderError(2, 'wiz.usage', 'wiz: refusing to write a binary module to a terminal; pass -o FILE (or pipe the output)');
+  }
+  return output ?? '-';
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has printed its own message (help, version, usage errors) unless the error is ours.
+      if (e.code === 'wiz.usage') process.stderr.write(`${e.message.startsWith('wiz:') ? '' : 'wiz: '}${e.message}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    if (isWizError(e)) {
+      process.stderr.write(`wiz: ${e.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stderr.write(`wiz: internal error: ${e instanceof Error ? e.message : String(e)} (please report this)\n`);
+    process.exitCode = 70;
+  }
+}

@@ -1,0 +1,11 @@
+export { WizError, isWizError, type WizErrorCode } from './errors.ts';
+export { parseModule } from './parse/module.ts';
+export type { ModuleContext, Section, Export, Import, DefinedGlobal, DefinedMemory, DataSegment, ValType } from './parse/types.ts';
+export { instrument, type InstrumentedModule, type InstrumentedGlobal, type InstrumentedMemory } from './instrument/instrument.ts';
+export {
+  initialize, resolveInitFunc, compileModule, DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, type InitializeOptions,
+} from './run/initialize.ts';
+export { takeSnapshot, instanceReader, type Snapshot, type StateReader, type GlobalBits, type MemoryState } from './snapshot/state.ts';
+export { snapshotSegments, MAX_DATA_SEGMENTS, MAX_MERGED_GAP, type NewSegment } from './snapshot/segments.ts';
+export { rewrite, parseRenames, type RewriteOptions } from './snapshot/rewrite.ts';
+export { preinitialize, snapshot, type PreinitializeOptions, type SnapshotOptions } from './preinitialize.ts';

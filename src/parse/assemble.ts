@@ -1,0 +1,39 @@
+import { sectionRank, SectionId } from './module.ts';
+import type { ModuleContext } from './types.ts';
+import { BinaryWriter } from './writer.ts';
+
+/** New content for a section: a body to write, or `null` to drop the section. */
+export type SectionEdits = Map<number, BinaryWriter | null>;
+
+/**
+ * Writes a module from the input's sections in their order, copying each as a byte range unless `edits`
+ * replaces or drops it. A section that `edits` gives but the input lacks is inserted right after the last
+ * section that must precede it (so custom sections that followed that one, such as `name`, stay after it).
+ */
+export function assemble(ctx: ModuleContext, edits: SectionEdits): BinaryWriter {
+  const { bytes, sections } = ctx;
+  const present = new Set(sections.map((s) => s.id));
+  // For each missing section, the index of the section it follows (-1: before everything).
+  const inserts = new Map<number, number[]>();
+  for (const [id, body] of edits) {
+    if (body === null || present.has(id) || id === SectionId.custom) continue;
+    let anchor = -1;
+    sections.forEach((s, i) => {
+      if (s.id !== SectionId.custom && sectionRank(s.id) < sectionRank(id)) anchor = i;
+    });
+    inserts.set(anchor, [...(inserts.get(anchor) ?? []), id].sort((a, b) => sectionRank(a) - sectionRank(b)));
+  }
+
+  const out = new BinaryWriter().raw(bytes.subarray(0, 8));
+  const emitInserted = (anchor: number) => {
+    for (const id of inserts.get(anchor) ?? []) out.section(id, edits.get(id)!);
+  };
+  emitInserted(-1);
+  sections.forEach((s, i) => {
+    const edit = s.id === SectionId.custom ? undefined : edits.get(s.id);
+    if (edit === undefined) out.raw(bytes.subarray(s.start, s.end));
+    else if (edit !== null) out.section(s.id, edit);
+    emitInserted(i);
+  });
+  return out;
+}

@@ -1,0 +1,109 @@
+/**
+ * Writes the WebAssembly binary encoding as a list of chunks: views of the input are appended without
+ * copying, small values go to a scratch buffer, and `finish()` concatenates once.
+ */
+export class BinaryWriter {
+  private chunks: Uint8Array[] = [];
+  private scratch: number[] = [];
+  private size = 0;
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.size;
+  }
+
+  private flush(): void {
+    if (this.scratch.length > 0) {
+      this.chunks.push(Uint8Array.from(this.scratch));
+      this.scratch = [];
+    }
+  }
+
+  /** One byte. */
+  byte(b: number): this {
+    this.scratch.push(b & 0xff);
+    this.size++;
+    return this;
+  }
+
+  /** Unsigned LEB128 (up to 2^53). */
+  u32(v: number): this {
+    do {
+      let b = v % 128;
+      v = Math.floor(v / 128);
+      if (v > 0) b |= 0x80;
+      this.byte(b);
+    } while (v > 0);
+    return this;
+  }
+
+  /** Signed LEB128 of a 32-bit integer. */
+  s32(v: number): this {
+    v |= 0;
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) return this.byte(b);
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Signed LEB128 of a 64-bit integer. */
+  s64(v: bigint): this {
+    v = BigInt.asIntN(64, v);
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) return this.byte(b);
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Appends a view without copying it. */
+  raw(chunk: Uint8Array): this {
+    if (chunk.length === 0) return this;
+    this.flush();
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    return this;
+  }
+
+  /** A length-prefixed UTF-8 name. */
+  name(s: string): this {
+    const bytes = new TextEncoder().encode(s);
+    return this.u32(bytes.length).raw(bytes);
+  }
+
+  /** Appends everything another writer holds, prefixed by its length (a sized part such as a section body). */
+  sized(part: BinaryWriter): this {
+    this.u32(part.length);
+    return this.append(part);
+  }
+
+  /** Appends everything another writer holds. */
+  append(part: BinaryWriter): this {
+    part.flush();
+    this.flush();
+    for (const c of part.chunks) this.chunks.push(c);
+    this.size += part.size;
+    return this;
+  }
+
+  /** A section: id, size, body. */
+  section(id: number, body: BinaryWriter): this {
+    return this.byte(id).sized(body);
+  }
+
+  /** The bytes, concatenated once. */
+  finish(): Uint8Array {
+    this.flush();
+    if (this.chunks.length === 1) return this.chunks[0]!;
+    const out = new Uint8Array(this.size);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,130 @@
+import { WizError } from '../errors.ts';
+import { assemble } from '../parse/assemble.ts';
+import { SectionId } from '../parse/module.ts';
+import type { DefinedGlobal, ModuleContext } from '../parse/types.ts';
+import { BinaryWriter } from '../parse/writer.ts';
+import { snapshotSegments, type NewSegment } from './segments.ts';
+import type { GlobalBits, Snapshot } from './state.ts';
+
+export interface RewriteOptions {
+  /** The export that was run as the init function; it is removed unless `keepInitFunc`. */
+  initFunc: string;
+  keepInitFunc?: boolean;
+  /** Export renames, `dst=src` as the reference's `-r`. */
+  renames?: readonly string[];
+  /** Receives one-line warnings (e.g. a rename whose source is not exported). */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * Writes the snapshot module: the original sections, with mutable globals set to their snapshot values,
+ * memory minimums at their current size, memory contents as new active data segments (the original active
+ * segments become empty passive ones so that segment indices stay valid), the start section dropped and the
+ * exports edited. Every other section is copied as bytes.
+ */
+export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array {
+  const renames = parseRenames(options.renames ?? []);
+  const segments = snapshotSegments(snapshot.memories);
+  const edits = new Map<number, BinaryWriter | null>([
+    [SectionId.start, null],
+    [SectionId.data, dataSection(ctx, segments)],
+  ]);
+  if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
+  if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot));
+  if (ctx.exports.length > 0) edits.set(SectionId.export, exportSection(ctx, options, renames));
+  if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(ctx.dataSegments.length + segments.length));
+  return assemble(ctx, edits).finish();
+}
+
+function memorySection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
+  const w = new BinaryWriter().u32(ctx.memories.length);
+  ctx.memories.forEach((m, ordinal) => {
+    w.byte(m.flags).u32(snapshot.memories[ordinal]?.pages ?? m.min);
+    if (m.max !== undefined) w.u32(m.max);
+    if (m.flags & 0x08) w.u32(m.pageSizeLog2);
+  });
+  return w;
+}
+
+function globalSection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
+  const w = new BinaryWriter().u32(ctx.globals.length);
+  for (const g of ctx.globals) {
+    const bits = g.mutable ? snapshot.globals.get(g.index) : undefined;
+    if (bits) w.raw(ctx.bytes.subarray(g.start, g.initStart)).append(constExpr(g, bits));
+    else w.raw(ctx.bytes.subarray(g.start, g.end));
+  }
+  return w;
+}
+
+/** `T.const <bits>; end` for a global's snapshot value. */
+function constExpr(g: DefinedGlobal, bits: GlobalBits): BinaryWriter {
+  const w = new BinaryWriter();
+  const view = new DataView(bits.buffer, bits.byteOffset, bits.byteLength);
+  switch (g.type) {
+    case 'i32': w.byte(0x41).s32(view.getInt32(0, true)); break;
+    case 'i64': w.byte(0x42).s64(view.getBigInt64(0, true)); break;
+    case 'f32': w.byte(0x43).raw(bits.subarray(0, 4)); break;
+    case 'f64': w.byte(0x44).raw(bits.subarray(0, 8)); break;
+    case 'v128': w.byte(0xfd).u32(12).raw(bits.subarray(0, 16)); break;
+    default: throw new WizError('unsupported', `cannot write a ${g.type} global as a constant`);
+  }
+  return w.byte(0x0b);
+}
+
+const EXPORT_KIND = { func: 0, table: 1, memory: 2, global: 3, tag: 4 } as const;
+
+/** The exports in their order, minus the init function and `_initialize`, with renames applied. */
+function exportSection(ctx: ModuleContext, options: RewriteOptions, renames: Map<string, string>): BinaryWriter {
+  const destinations = new Set(renames.values());
+  const names = new Set(ctx.exports.map((e) => e.name));
+  for (const [src, dst] of renames) {
+    if (!names.has(src)) options.onWarning?.(`rename ${dst}=${src}: the module exports no "${src}"${names.has(dst) ? `; "${dst}" is removed` : ''}`);
+  }
+  const kept: { name: string; kind: number; index: number }[] = [];
+  for (const e of ctx.exports) {
+    if ((e.name === options.initFunc && !options.keepInitFunc) || e.name === '_initialize') continue;
+    const renamed = renames.get(e.name);
+    if (renamed === undefined && destinations.has(e.name)) continue; // overwritten by a rename
+    kept.push({ name: renamed ?? e.name, kind: EXPORT_KIND[e.kind], index: e.index });
+  }
+  const w = new BinaryWriter().u32(kept.length);
+  for (const e of kept) w.name(e.name).byte(e.kind).u32(e.index);
+  return w;
+}
+
+/** Parses `dst=src` renames into a map from source to destination, refusing duplicates as the reference does. */
+export function parseRenames(specs: readonly string[]): Map<string, string> {
+  const bySource = new Map<string, string>();
+  const destinations = new Set<string>();
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq <= 0 || eq === spec.length - 1) {
+      throw new WizError('usage', `rename "${spec}" is not of the form dst=src`);
+    }
+    const dst = spec.slice(0, eq);
+    const src = spec.slice(eq + 1);
+    if (bySource.has(src)) throw new WizError('usage', `export "${src}" is renamed more than once`);
+    if (destinations.has(dst)) throw new WizError('usage', `more than one export is renamed to "${dst}"`);
+    bySource.set(src, dst);
+    destinations.add(dst);
+  }
+  return bySource;
+}
+
+/** Original active segments become empty passive ones; passive segments stay; the snapshot's follow. */
+function dataSection(ctx: ModuleContext, segments: readonly NewSegment[]): BinaryWriter {
+  const w = new BinaryWriter().u32(ctx.dataSegments.length + segments.length);
+  for (const s of ctx.dataSegments) {
+    if (s.mode === 'active') w.byte(0x01).u32(0);
+    else w.raw(ctx.bytes.subarray(s.start, s.end));
+  }
+  const memory64 = new Map(ctx.memories.map((m) => [m.index, m.memory64]));
+  for (const s of segments) {
+    if (s.memory === 0) w.byte(0x00);
+    else w.byte(0x02).u32(s.memory);
+    if (memory64.get(s.memory)) w.byte(0x42).s64(BigInt(s.offset));
+    else w.byte(0x41).s32(s.offset | 0);
+    w.byte(0x0b).u32(s.bytes.length).raw(s.bytes);
+  }
+  return w;
+}
