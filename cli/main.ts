@@ -6,16 +6,21 @@ import { readInput, writeOutput } from './io.ts';
 
 const warn = (message: string) => process.stderr.write(`wiz: warning: ${message}\n`);
 
-/** `--flag`, `--flag=true` or `--flag=false`, as the reference accepts; never takes a separate argument. */
-function booleanFlag(flags: string, description: string): Option {
-  return new Option(`${flags} [bool]`, description)
-    .argParser((v: string) => {
-      if (v === 'true') return true;
-      if (v === 'false') return false;
-      throw new CommanderError(2, 'wiz.usage', `${flags.split(' ').pop()} takes true or false, not "${v}"`);
-    })
-    .preset(true)
-    .default(false);
+/** Boolean flags, which take a value only as `--flag=true|false` (never as a separate argument, which could
+ * swallow the input path). */
+const BOOLEAN_FLAGS = ['--keep-init-func'];
+
+/** Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag`, for the flags above. */
+export function normalizeBooleanFlags(argv: readonly string[]): string[] {
+  return argv.map((arg) => {
+    const eq = arg.indexOf('=');
+    const flag = eq < 0 ? '' : arg.slice(0, eq);
+    if (!BOOLEAN_FLAGS.includes(flag)) return arg;
+    const value = arg.slice(eq + 1);
+    if (value === 'true') return flag;
+    if (value === 'false') return `--no-${flag.slice(2)}`;
+    throw new CommanderError(2, 'wiz.usage', `${flag} takes true or false, not "${value}"`);
+  });
 }
 
 function program(): Command {
@@ -29,9 +34,10 @@ function program(): Command {
     .argument('<input>', 'the module (.wasm file, or - for stdin)')
     .option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
     .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
-    .addOption(booleanFlag('--keep-init-func', 'keep exporting the init function in the output'))
+    .option('--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)')
+    .addOption(new Option('--no-keep-init-func').hideHelp())
     .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc: boolean; renameFunc: string[] }) => {
+    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc?: boolean; renameFunc: string[] }) => {
       const output = outputPath(opts.output);
       const wasm = readInput(input);
       const out = await preinitialize(wasm, {
@@ -55,7 +61,7 @@ function outputPath(output: string | undefined): string {
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await program().parseAsync(argv, { from: 'user' });
+    await program().parseAsync(normalizeBooleanFlags(argv), { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has printed its own message (help, version, usage errors) unless the error is ours.

@@ -83,7 +83,7 @@ const hasZeroByte = (w: number) => ((w - 0x01010101) & ~w & 0x80808080) !== 0;
 export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) => void): void {
   const n = bytes.length;
   const aligned = bytes.byteOffset % 4 === 0;
-  const words = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, n >>> 2) : undefined;
+  const words = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, Math.floor(n / 4)) : undefined;
   let i = 0;
   while (i < n) {
     // Skip zeros.
@@ -92,9 +92,10 @@ export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) 
       if (words) {
         while (i < n && (i & 3) !== 0 && bytes[i] === 0) i++;
         if ((i & 3) === 0) {
-          let w = i >>> 2;
+          // Plain arithmetic, not shifts: memories may be 4 GiB and more.
+          let w = i / 4;
           while (w < words.length && words[w] === 0) w++;
-          i = w << 2;
+          i = w * 4;
         }
       }
       while (i < n && bytes[i] === 0) i++;
@@ -106,9 +107,9 @@ export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) 
     if (words) {
       while (i < n && (i & 3) !== 0 && bytes[i] !== 0) i++;
       if ((i & 3) === 0) {
-        let w = i >>> 2;
+        let w = i / 4;
         while (w < words.length && !hasZeroByte(words[w]!)) w++;
-        i = w << 2;
+        i = w * 4;
       }
     }
     while (i < n && bytes[i] !== 0) i++;
