@@ -21,8 +21,8 @@ export interface SnapshotOptions extends Omit<RewriteOptions, 'initFunc'> {
  */
 export async function preinitialize(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array> {
   const instrumented = instrument(wasm);
-  const initFunc = resolveInitFunc(instrumented.context, options);
   const module = await compileModule(instrumented.bytes, wasm);
+  const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
   return snapshot(instrumented, instance, { ...options, initFunc });
 }

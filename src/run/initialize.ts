@@ -69,7 +69,7 @@ const FEATURE_NODE: Record<string, string> = {
 
 function compileError(e: unknown): WizError {
   const message = String((e as Error)?.message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
-  const flag = /--experimental-wasm-([\w-]+)/.exec(message);
+  const flag = /--experimental-wasm-([\w-]+)/.exec(message) ?? (/memory limits flags 0x[89a-f]\b/.test(message) ? [, 'custom_page_sizes'] : null);
   if (flag) {
     const feature = flag[1]!;
     const has = FEATURE_NODE[feature] ?? 'a newer Node release';

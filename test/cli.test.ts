@@ -1,0 +1,247 @@
+// The command line: bad inputs give one line on stderr, a non-zero exit and no output file.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir, wiz, wizInit } from './helpers/run.ts';
+import { wat } from './helpers/wat.ts';
+
+const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+const init = (body: string) => `(func (export "wizer-initialize") ${body})`;
+
+interface BadCase {
+  name: string;
+  input: () => Promise<Uint8Array> | Uint8Array;
+  args?: string[];
+  message: RegExp;
+}
+
+const bad: BadCase[] = [
+  { name: 'not a wasm file', input: () => new TextEncoder().encode('hello, world'), message: /not a WebAssembly module: the file does not start with the `\\0asm` magic bytes/ },
+  { name: 'an empty file', input: () => new Uint8Array(0), message: /not a complete WebAssembly module/ },
+  {
+    name: 'a truncated module',
+    input: async () => (await wat(`(module (memory 1) ${init('')})`)).subarray(0, 20),
+    message: /malformed module: .* runs past the end of the file/,
+  },
+  {
+    name: 'an invalid module (says what the engine says)',
+    input: () => new Uint8Array([...header, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, 5, 1, 3, 0, 0x6a, 0x0b]),
+    message: /invalid module: Compiling function #0 failed: .*i32\.add/,
+  },
+  {
+    name: 'a component',
+    input: () => new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]),
+    message: /this is a WebAssembly component; wiz pre-initializes core modules/,
+  },
+  {
+    name: 'an export already named __wizer_*',
+    input: () => wat(`(module (memory (export "__wizer_memory_0") 1) ${init('')})`),
+    message: /already exports "__wizer_memory_0": names starting with __wizer_ are reserved/,
+  },
+  {
+    name: 'an import already named __wizer_*',
+    input: () => wat(`(module (import "env" "__wizer_x" (func)) ${init('')})`),
+    message: /already imports "env" "__wizer_x"/,
+  },
+  {
+    name: 'an imported memory',
+    input: () => wat(`(module (import "env" "memory" (memory 1)) ${init('')})`),
+    message: /imports memory "env" "memory": wiz cannot snapshot state that lives outside the module/,
+  },
+  {
+    name: 'an imported global',
+    input: () => wat(`(module (import "env" "g" (global i32)) ${init('')})`),
+    message: /imports global "env" "g"/,
+  },
+  {
+    name: 'an imported table',
+    input: () => wat(`(module (import "env" "t" (table 1 funcref)) ${init('')})`),
+    message: /imports table "env" "t"/,
+  },
+  {
+    name: 'a missing init function (lists the exported functions)',
+    input: () => wat(`(module (func (export "main")))`),
+    message: /does not export the init function "wizer-initialize" \(its exported functions: "main"\); name one with -f\/--init-func/,
+  },
+  {
+    name: 'an init function named with -f that is not exported',
+    input: () => wat(`(module ${init('')})`),
+    args: ['-f', 'setup'],
+    message: /does not export the init function "setup"/,
+  },
+  {
+    name: 'an init function that is not a function',
+    input: () => wat(`(module (global (export "wizer-initialize") i32 (i32.const 0)))`),
+    message: /the init function "wizer-initialize" is exported as a global, not a function/,
+  },
+  {
+    name: 'an init function of the wrong type',
+    input: () => wat(`(module (func (export "wizer-initialize") (param i32) (result i64) (i64.const 0)))`),
+    message: /must take no parameters and return nothing, but its type is \[i32\] -> \[i64\]/,
+  },
+  {
+    name: 'a trap in the start function',
+    input: () => wat(`(module (func $s unreachable) (start $s) ${init('')})`),
+    message: /the start function trapped: unreachable/,
+  },
+  {
+    name: 'a trap in the init function',
+    input: () => wat(`(module (memory 1) ${init('(drop (i32.load (i32.const 70000)))')})`),
+    message: /the init function "wizer-initialize" trapped: memory access out of bounds/,
+  },
+  {
+    name: 'a stack overflow in the init function',
+    input: () => wat(`(module (func $r (call $r)) ${init('(call $r)')})`),
+    message: /the init function "wizer-initialize" trapped: call stack exhausted/,
+  },
+  {
+    name: 'an uncaught WebAssembly exception',
+    input: () => wat(`(module (tag $e) ${init('(throw $e)')})`),
+    message: /threw a WebAssembly exception that nothing caught/,
+  },
+  {
+    name: 'a call to an import during init (named)',
+    input: () => wat(`(module (import "env" "now" (func $now (result i64))) ${init('(drop (call $now))')})`),
+    message: /called the import "env" "now" during initialization, which wiz does not provide/,
+  },
+  {
+    name: 'a call to an import that the module itself catches',
+    input: () => wat(`(module (import "env" "f" (func $f)) ${init('(block $h (try_table (catch_all $h) (call $f)))')})`),
+    message: /called the import "env" "f" during initialization/,
+  },
+  {
+    name: 'a feature the engine does not support (names the feature)',
+    input: () => new Uint8Array([...header, 5, 4, 1, 0x08, 1, 0]),
+    message: /uses the WebAssembly custom-page-sizes feature, which Node [\d.]+ does not enable/,
+  },
+  {
+    name: 'a mutable reference-typed global',
+    input: () => wat(`(module (global (mut funcref) (ref.null func)) ${init('')})`),
+    message: /global 0 is a mutable funcref global: wiz cannot snapshot reference-typed globals yet/,
+  },
+  { name: 'duplicate rename sources', input: () => wat(`(module ${init('')})`), args: ['-r', 'a=x', '-r', 'b=x'], message: /export "x" is renamed more than once/ },
+  { name: 'duplicate rename destinations', input: () => wat(`(module ${init('')})`), args: ['-r', 'a=x', '-r', 'a=y'], message: /more than one export is renamed to "a"/ },
+  { name: 'a malformed rename', input: () => wat(`(module ${init('')})`), args: ['-r', 'nodest'], message: /rename "nodest" is not of the form dst=src/ },
+  { name: 'a bad boolean value', input: () => wat(`(module ${init('')})`), args: ['--keep-init-func=yes'], message: /--keep-init-func takes true or false, not "yes"/ },
+];
+
+describe('wiz init rejects bad input with one line, a non-zero exit and no output', () => {
+  for (const c of bad) {
+    it(c.name, async () => {
+      const r = wizInit(await c.input(), c.args);
+      expect(r.stderr).toMatch(c.message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^wiz: /);
+      expect(r.status).not.toBe(0);
+      expect(r.output).toBeUndefined();
+    });
+  }
+
+  it('a missing input file', () => {
+    const r = wiz(['init', '/nonexistent/in.wasm', '-o', join(tempDir(), 'o.wasm')]);
+    expect(r.stderr).toBe('wiz: cannot read "/nonexistent/in.wasm": no such file\n');
+    expect(r.status).toBe(1);
+  });
+
+  it('an output directory that does not exist leaves nothing behind', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await wat(`(module ${init('')})`));
+    const r = wiz(['init', join(dir, 'in.wasm'), '-o', join(dir, 'missing', 'o.wasm')]);
+    expect(r.stderr).toMatch(/^wiz: cannot write ".*o\.wasm": ENOENT\n$/);
+    expect(r.status).toBe(1);
+    expect(readdirSync(dir)).toEqual(['in.wasm']);
+  });
+
+  it('a failure leaves an existing output file as it was, and no temporary file', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await wat(`(module (func (export "wizer-initialize") unreachable))`));
+    writeFileSync(join(dir, 'o.wasm'), 'previous');
+    const r = wiz(['init', join(dir, 'in.wasm'), '-o', join(dir, 'o.wasm')]);
+    expect(r.status).toBe(1);
+    expect(readFileSync(join(dir, 'o.wasm'), 'utf8')).toBe('previous');
+    expect(readdirSync(dir).sort()).toEqual(['in.wasm', 'o.wasm']);
+  });
+
+  it('an unknown option', () => {
+    const r = wiz(['init', 'x.wasm', '--frobnicate']);
+    expect(r.stderr).toMatch(/unknown option '--frobnicate'/);
+    expect(r.status).not.toBe(0);
+  });
+});
+
+describe('wiz init input and output', () => {
+  const counter = `(module (global $n (export "n") (mut i32) (i32.const 0)) ${init('(global.set $n (i32.const 41))')})`;
+
+  it('reads stdin and writes stdout with -', async () => {
+    const input = await wat(counter);
+    const viaFiles = wizInit(input);
+    const r = wiz(['init', '-', '-o', '-'], { input });
+    expect(r.status).toBe(0);
+    expect(Buffer.compare(r.stdout, Buffer.from(viaFiles.output!))).toBe(0);
+  });
+
+  it('writes stdout when -o is not given and stdout is not a terminal', async () => {
+    const input = await wat(counter);
+    const r = wiz(['init', '-'], { input });
+    expect(r.status).toBe(0);
+    expect(WebAssembly.validate(r.stdout)).toBe(true);
+  });
+
+  it('-o may name the input file itself', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'app.wasm');
+    const input = await wat(counter);
+    writeFileSync(path, input);
+    const expected = wizInit(input).output!;
+    const r = wiz(['init', path, '-o', path]);
+    expect(r.status).toBe(0);
+    expect(Buffer.compare(readFileSync(path), Buffer.from(expected))).toBe(0);
+    expect(readdirSync(dir)).toEqual(['app.wasm']);
+  });
+
+  it('runs the legacy wizer.initialize when wizer-initialize is absent, and says so', async () => {
+    const input = await wat(`(module (global $n (export "n") (mut i32) (i32.const 0)) (func (export "wizer.initialize") (global.set $n (i32.const 9))))`);
+    const r = wizInit(input);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('wiz: warning: the module exports no "wizer-initialize"; running its "wizer.initialize" as the init function\n');
+    const { instance } = await WebAssembly.instantiate(r.output! as BufferSource);
+    expect((instance.exports.n as WebAssembly.Global).value).toBe(9);
+    expect(instance.exports['wizer.initialize']).toBeUndefined();
+  });
+
+  it('accepts --keep-init-func=true and --keep-init-func=false', async () => {
+    const input = await wat(counter);
+    const exportsOf = async (bytes: Uint8Array) => WebAssembly.Module.exports(await WebAssembly.compile(bytes as BufferSource)).map((e) => e.name);
+    expect(await exportsOf(wizInit(input, ['--keep-init-func=true']).output!)).toContain('wizer-initialize');
+    expect(await exportsOf(wizInit(input, ['--keep-init-func=false']).output!)).not.toContain('wizer-initialize');
+  });
+
+  it('a boolean flag does not swallow the input path', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await wat(counter));
+    const r = wiz(['init', '--keep-init-func', join(dir, 'in.wasm'), '-o', join(dir, 'o.wasm')]);
+    expect(r.stderr).toBe('');
+    expect(existsSync(join(dir, 'o.wasm'))).toBe(true);
+  });
+});
+
+/** A Node older than 22.18 on this machine, if there is one (CI machines ship Node 20). */
+function olderNode(): string | undefined {
+  for (const candidate of ['/usr/bin/node', '/usr/local/bin/node']) {
+    if (!existsSync(candidate)) continue;
+    const [major, minor] = execFileSync(candidate, ['-p', 'process.versions.node']).toString().trim().split('.').map(Number);
+    if (major! < 22 || (major === 22 && minor! < 18)) return candidate;
+  }
+  return undefined;
+}
+
+describe('an old Node', () => {
+  const node = olderNode();
+  it.skipIf(!node)('gets one line saying which version wiz needs', () => {
+    const r = wiz(['init', 'x.wasm'], { node });
+    expect(r.stderr).toMatch(/^wiz: needs Node\.js 22\.18 or newer \(this is v\d+\.\d+\.\d+\)/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.status).toBe(1);
+  });
+});

@@ -1,0 +1,124 @@
+// Memory to data segments: non-zero runs, merged across gaps of at most 4 zeros, capped at 10,000.
+import { describe, expect, it } from 'vitest';
+import { MAX_DATA_SEGMENTS, scanRuns, snapshotSegments, type NewSegment } from '../src/snapshot/segments.ts';
+import { preinitialize } from '../src/preinitialize.ts';
+import { parseModule, skipConstExpr } from '../src/parse/module.ts';
+import { BinaryReader } from '../src/parse/reader.ts';
+import { observe } from './helpers/observe.ts';
+import { hasNativeWizer, nativeWizer } from './helpers/run.ts';
+import { wat } from './helpers/wat.ts';
+
+const memory = (bytes: Uint8Array, index = 0) => ({ index, pages: Math.ceil(bytes.length / 65536), bytes });
+const spans = (segments: NewSegment[]) => segments.map((s) => [s.memory, s.offset, s.offset + s.bytes.length]);
+
+/** A byte-at-a-time reference for the run scanner. */
+function naiveRuns(bytes: Uint8Array): number[][] {
+  const runs: number[][] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] === 0) continue;
+    const start = i;
+    while (i < bytes.length && bytes[i] !== 0) i++;
+    runs.push([start, i]);
+  }
+  return runs;
+}
+
+/** Rebuilds memory from segments: it must equal the original. */
+function replay(size: number, segments: NewSegment[]): Uint8Array {
+  const out = new Uint8Array(size);
+  for (const s of segments) out.set(s.bytes, s.offset);
+  return out;
+}
+
+describe('scanRuns', () => {
+  it('finds the same runs as a byte-by-byte scan, at every alignment and density', () => {
+    let seed = 1;
+    const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    for (let trial = 0; trial < 200; trial++) {
+      const backing = new Uint8Array(300);
+      const density = random();
+      for (let i = 0; i < backing.length; i++) backing[i] = random() < density ? 1 + Math.floor(random() * 255) : 0;
+      const view = backing.subarray(trial % 4, backing.length - (trial % 3));
+      const runs: number[][] = [];
+      scanRuns(view, (s, e) => runs.push([s, e]));
+      expect(runs).toEqual(naiveRuns(view));
+    }
+  });
+});
+
+describe('snapshotSegments', () => {
+  it('merges gaps of up to 4 zeros, across page boundaries, and splits at 5', () => {
+    const bytes = new Uint8Array(131072);
+    bytes[10] = 1;
+    bytes[15] = 1; // 4 zeros between: merged
+    bytes[21] = 1; // 5 zeros: new segment
+    bytes[65535] = 1;
+    bytes[65536] = 1; // across the page boundary: one run
+    expect(spans(snapshotSegments([memory(bytes)]))).toEqual([[0, 10, 16], [0, 21, 22], [0, 65535, 65537]]);
+  });
+
+  it('writes nothing for zero memory', () => {
+    expect(snapshotSegments([memory(new Uint8Array(65536))])).toEqual([]);
+  });
+
+  it('never merges across memories', () => {
+    const a = new Uint8Array(65536);
+    const b = new Uint8Array(65536);
+    a[65535] = 1;
+    b[0] = 1;
+    expect(spans(snapshotSegments([memory(a, 0), memory(b, 1)]))).toEqual([[0, 65535, 65536], [1, 0, 1]]);
+  });
+
+  it('keeps exactly 10,000 segments untouched', () => {
+    const bytes = new Uint8Array(10 * MAX_DATA_SEGMENTS);
+    for (let i = 0; i < MAX_DATA_SEGMENTS; i++) bytes[i * 10] = 1;
+    expect(snapshotSegments([memory(bytes)])).toHaveLength(MAX_DATA_SEGMENTS);
+  });
+
+  it('over the cap, merges the smallest gaps first, the earliest among equals', () => {
+    // Runs at 0, 10, 30, 40, 70: gaps 9, 19, 9, 29. With a limit of 3, the two gaps of 9 merge.
+    const bytes = new Uint8Array(100);
+    for (const at of [0, 10, 30, 40, 70]) bytes[at] = 7;
+    expect(spans(snapshotSegments([memory(bytes)], 3))).toEqual([[0, 0, 11], [0, 30, 41], [0, 70, 71]]);
+    // A limit of 2 merges one more: the only remaining gap of 19.
+    expect(spans(snapshotSegments([memory(bytes)], 2))).toEqual([[0, 0, 41], [0, 70, 71]]);
+    // A limit of 4 merges one gap of 9: the earlier one.
+    expect(spans(snapshotSegments([memory(bytes)], 4))).toEqual([[0, 0, 11], [0, 30, 31], [0, 40, 41], [0, 70, 71]]);
+  });
+
+  it('caps a sparse 16 MiB memory (a byte every 8) at exactly 10,000 segments that replay to the same bytes', () => {
+    const bytes = new Uint8Array(16 << 20);
+    for (let i = 3; i < bytes.length; i += 8) bytes[i] = (i % 251) + 1;
+    const segments = snapshotSegments([memory(bytes)]);
+    expect(segments).toHaveLength(MAX_DATA_SEGMENTS);
+    expect(Buffer.from(replay(bytes.length, segments)).equals(Buffer.from(bytes))).toBe(true);
+  });
+});
+
+describe.skipIf(!hasNativeWizer)('the 10,000-segment cap against the native Wizer', () => {
+  it('gives the same segment count and the same memory', async () => {
+    // 12,000 runs 11 bytes apart, plus some wider gaps: the cap must merge exactly 2,000 gaps.
+    const input = await wat(`(module (memory (export "memory") 4)
+      (func (export "wizer-initialize") (local $i i32)
+        (loop $l
+          (i32.store8 (i32.add (i32.mul (local.get $i) (i32.const 12)) (i32.rem_u (local.get $i) (i32.const 3))) (i32.const 1))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 12000))))))`);
+    const ours = await preinitialize(input);
+    const reference = nativeWizer(input);
+    expect(reference.status, reference.stderr).toBe(0);
+    const count = (w: Uint8Array) => parseModule(w).dataSegments.filter((s) => s.mode === 'active').length;
+    expect(count(ours)).toBe(MAX_DATA_SEGMENTS);
+    expect(count(reference.output!)).toBe(MAX_DATA_SEGMENTS);
+    expect(await observe(ours)).toEqual(await observe(reference.output!));
+    // Both merge gaps of the same sizes; only which of several equal gaps merge may differ (the reference
+    // breaks ties with an unstable sort).
+    const covered = (w: Uint8Array) => parseModule(w).dataSegments.filter((s) => s.mode === 'active').reduce((n, s) => {
+      const r = new BinaryReader(w, s.start, s.end);
+      r.u32();
+      skipConstExpr(r);
+      return n + r.u32();
+    }, 0);
+    expect(covered(ours)).toBe(covered(reference.output!));
+  });
+});
