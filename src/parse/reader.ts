@@ -36,6 +36,7 @@ export class BinaryReader {
     let result = 0;
     for (let shift = 0; shift < 35; shift += 7) {
       const b = this.u8();
+      if (shift === 28 && b & 0x80) this.fail('integer representation too long', start);
       if (shift === 28 && b > 0x0f) this.fail('integer too large', start);
       result += (b & 0x7f) * 2 ** shift;
       if ((b & 0x80) === 0) return result;
@@ -49,6 +50,7 @@ export class BinaryReader {
     let result = 0n;
     for (let shift = 0n; shift < 70n; shift += 7n) {
       const b = this.u8();
+      if (shift === 63n && b & 0x80) this.fail('integer representation too long', start);
       if (shift === 63n && b > 0x01) this.fail('integer too large', start);
       result |= BigInt(b & 0x7f) << shift;
       if ((b & 0x80) === 0) {
