@@ -185,7 +185,7 @@ describe('wiz init input and output', () => {
     const input = await wat(counter);
     const r = wiz(['init', '-'], { input });
     expect(r.status).toBe(0);
-    expect(WebAssembly.validate(r.stdout)).toBe(true);
+    expect(WebAssembly.validate(r.stdout as BufferSource)).toBe(true);
   });
 
   it('-o may name the input file itself', async () => {

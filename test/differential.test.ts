@@ -1,5 +1,7 @@
 // Differential tests: each fixture is pre-initialized by wiz and by the native reference binary; the outputs
 // must be byte-identical, and behave like the live instance after init.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { observe } from './helpers/observe.ts';
 import { hasNativeWizer, nativeWizer, wizInit } from './helpers/run.ts';
@@ -16,6 +18,10 @@ interface Case {
 }
 
 const cases: Case[] = [
+  {
+    name: 'the bundled demo (a 16 MiB sieve during init)',
+    wat: readFileSync(join(import.meta.dirname, '..', 'fixtures', 'demo.wat'), 'utf8'),
+  },
   {
     name: 'globals of every numeric type keep their exact bits',
     wat: `(module
