@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isWizError } from '../src/errors.ts';
 import { preinitialize } from '../src/preinitialize.ts';
@@ -23,9 +24,14 @@ export function normalizeBooleanFlags(argv: readonly string[]): string[] {
   });
 }
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 function program(): Command {
   const cli = new Command('wiz')
     .description('WebAssembly pre-initializer: run a module\'s start-up code once, and write the state it leaves as a new module')
+    .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run wiz --help for usage)')
     .exitOverride();
 
