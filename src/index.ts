@@ -9,3 +9,6 @@ export { takeSnapshot, instanceReader, type Snapshot, type StateReader, type Glo
 export { snapshotSegments, MAX_DATA_SEGMENTS, MAX_MERGED_GAP, type NewSegment } from './snapshot/segments.ts';
 export { rewrite, parseRenames, type RewriteOptions } from './snapshot/rewrite.ts';
 export { preinitialize, snapshot, type PreinitializeOptions, type SnapshotOptions } from './preinitialize.ts';
+export { parseInstrumented, type VerifiedInstrumentedModule } from './instrument/reparse.ts';
+export { instantiate, type LiveInstance } from './run/initialize.ts';
+export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/provenance.ts';

@@ -1,5 +1,7 @@
+import { WizError } from './errors.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
 import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
+import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
 import { rewrite, type RewriteOptions } from './snapshot/rewrite.ts';
 import { instanceReader, takeSnapshot } from './snapshot/state.ts';
 
@@ -8,11 +10,18 @@ export interface PreinitializeOptions extends InitializeOptions {
   keepInitFunc?: boolean;
   /** Export renames `dst=src` (the reference's `-r`/`--rename-func`). */
   renames?: readonly string[];
+  /** Keep the `__wizer_` exports, so that the output can be snapshotted again (and record provenance). */
+  keepInstrumentation?: boolean;
 }
 
-export interface SnapshotOptions extends Omit<RewriteOptions, 'initFunc'> {
-  /** The export that ran as the init function: it is removed from the output unless `keepInitFunc`. */
-  initFunc?: string;
+export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 'renames' | 'onWarning'> {
+  /** Keep the `__wizer_` exports, so that the output can be snapshotted again. */
+  keepInstrumentation?: boolean;
+  /**
+   * Record a `wiz.provenance` custom section (generation, digest of the parent). Default: when keeping the
+   * instrumentation or snapshotting a re-parsed module; plain `wiz init` output stays identical to the reference's.
+   */
+  provenance?: boolean;
 }
 
 /**
@@ -24,18 +33,38 @@ export async function preinitialize(wasm: Uint8Array, options: PreinitializeOpti
   const module = await compileModule(instrumented.bytes, wasm);
   const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
-  return snapshot(instrumented, instance, { ...options, initFunc });
+  return snapshot(instrumented, instance, {
+    ...options,
+    removeExports: options.keepInitFunc ? ['_initialize'] : [initFunc, '_initialize'],
+  });
 }
 
 /**
- * Writes a module whose state is the state of `instance`, a live instance of `instrumented.bytes` that the
- * host instantiated and ran as it liked.
+ * Writes a module whose state is the state of `instance`: a live instance of `instrumented.bytes` (from
+ * `instrument` or `parseInstrumented`) that the host instantiated and ran as it liked.
  */
 export async function snapshot(
   instrumented: InstrumentedModule,
   instance: WebAssembly.Instance,
   options: SnapshotOptions = {},
 ): Promise<Uint8Array> {
+  const { context, reparsed } = instrumented;
   const state = takeSnapshot(instrumented, await instanceReader(instrumented, instance));
-  return rewrite(instrumented.context, state, { ...options, initFunc: options.initFunc ?? '' });
+  const customSections = [];
+  if (options.provenance ?? (options.keepInstrumentation || reparsed)) {
+    customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
+  }
+  const output = rewrite(context, state, {
+    ...options,
+    keepInstrumentation: options.keepInstrumentation ? instrumented : undefined,
+    replacePreviousSegments: reparsed,
+    customSections,
+  });
+  // Replacing a previous snapshot's segments is safe when no code refers to them, as in every module wiz
+  // writes; a module whose code does (only possible with a DataCount section) would come out invalid.
+  if (reparsed && context.dataCount !== undefined && context.dataSegments.at(-1)?.mode === 'active'
+    && !WebAssembly.validate(output as Uint8Array<ArrayBuffer>)) {
+    throw new WizError('instrumentation', 'the module\'s code refers to the data segments that hold its previous snapshot, which wiz never writes; refusing it');
+  }
+  return output;
 }

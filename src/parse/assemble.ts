@@ -9,8 +9,9 @@ export type SectionEdits = Map<number, BinaryWriter | null>;
  * Writes a module from the input's sections in their order, copying each as a byte range unless `edits`
  * replaces or drops it. A section that `edits` gives but the input lacks is inserted right after the last
  * section that must precede it (so custom sections that followed that one, such as `name`, stay after it).
+ * Custom sections named in `dropCustom` are left out.
  */
-export function assemble(ctx: ModuleContext, edits: SectionEdits): BinaryWriter {
+export function assemble(ctx: ModuleContext, edits: SectionEdits, dropCustom: ReadonlySet<string> = new Set()): BinaryWriter {
   const { bytes, sections } = ctx;
   const present = new Set(sections.map((s) => s.id));
   // For each missing section, the index of the section it follows (-1: before everything).
@@ -30,7 +31,7 @@ export function assemble(ctx: ModuleContext, edits: SectionEdits): BinaryWriter 
   };
   emitInserted(-1);
   sections.forEach((s, i) => {
-    const edit = s.id === SectionId.custom ? undefined : edits.get(s.id);
+    const edit = s.id === SectionId.custom ? (dropCustom.has(s.name!) ? null : undefined) : edits.get(s.id);
     if (edit === undefined) out.raw(bytes.subarray(s.start, s.end));
     else if (edit !== null) out.section(s.id, edit);
     emitInserted(i);

@@ -87,6 +87,43 @@ class UnknownImportCall extends WizError {
   }
 }
 
+/** A live instance whose calls report failures as one-line `WizError`s. */
+export interface LiveInstance {
+  instance: WebAssembly.Instance;
+  /** Calls an export; `what` names it in errors (default: `the export "name"`). */
+  call(name: string, args?: readonly unknown[], what?: string): unknown;
+}
+
+/**
+ * Instantiates a module with the host's imports and trapping stubs for the other function imports (its start
+ * function runs). A call to a stub fails the run, even if the module catches the exception it throws.
+ */
+export async function instantiate(ctx: ModuleContext, module: WebAssembly.Module, options: Pick<InitializeOptions, 'imports'> = {}): Promise<LiveInstance> {
+  const called: UnknownImportCall[] = [];
+  const imports = hostImports(ctx, options.imports ?? {}, called);
+  let instance: WebAssembly.Instance;
+  try {
+    instance = await WebAssembly.instantiate(module, imports);
+  } catch (e) {
+    throw failure('the start function', e, called);
+  }
+  return {
+    instance,
+    call(name, args = [], what = `the export "${name}"`) {
+      const fn = instance.exports[name];
+      if (typeof fn !== 'function') throw new WizError('usage', `the module exports no function "${name}"`);
+      let result: unknown;
+      try {
+        result = (fn as (...a: readonly unknown[]) => unknown)(...args);
+      } catch (e) {
+        throw failure(what, e, called);
+      }
+      if (called[0]) throw called[0];
+      return result;
+    },
+  };
+}
+
 /**
  * Instantiates the instrumented module (its start function runs), calls `_initialize` if the module exports
  * it, then calls the init function. Returns the live instance whose state is to be snapshotted.
@@ -97,27 +134,12 @@ export async function initialize(
   initFunc: string,
   options: InitializeOptions = {},
 ): Promise<WebAssembly.Instance> {
-  const called: UnknownImportCall[] = [];
-  const imports = hostImports(instrumented.context, options.imports ?? {}, called);
-  let instance: WebAssembly.Instance;
-  try {
-    instance = await WebAssembly.instantiate(module, imports);
-  } catch (e) {
-    throw failure('the start function', e, called);
+  const live = await instantiate(instrumented.context, module, options);
+  if (initFunc !== '_initialize' && typeof live.instance.exports._initialize === 'function') {
+    live.call('_initialize', [], 'the init function "_initialize"');
   }
-  const run = (name: string) => {
-    const fn = instance.exports[name] as () => void;
-    try {
-      fn();
-    } catch (e) {
-      throw failure(`the init function "${name}"`, e, called);
-    }
-    // The module may have caught the stub's exception; the call still happened.
-    if (called[0]) throw called[0];
-  };
-  if (initFunc !== '_initialize' && typeof instance.exports._initialize === 'function') run('_initialize');
-  run(initFunc);
-  return instance;
+  live.call(initFunc, [], `the init function "${initFunc}"`);
+  return live.instance;
 }
 
 function hostImports(ctx: ModuleContext, given: WebAssembly.Imports, called: UnknownImportCall[]): WebAssembly.Imports {

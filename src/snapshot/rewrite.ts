@@ -1,17 +1,30 @@
 import { WizError } from '../errors.ts';
 import { assemble } from '../parse/assemble.ts';
 import { SectionId } from '../parse/module.ts';
-import type { DefinedGlobal, ModuleContext } from '../parse/types.ts';
+import { WIZER_PREFIX, type InstrumentedModule } from '../instrument/instrument.ts';
+import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter } from '../parse/writer.ts';
 import { snapshotSegments, type NewSegment } from './segments.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
 
 export interface RewriteOptions {
-  /** The export that was run as the init function; it is removed unless `keepInitFunc`. */
-  initFunc: string;
-  keepInitFunc?: boolean;
+  /** Exports to leave out: the init function and `_initialize` after `wiz init`. */
+  removeExports?: readonly string[];
   /** Export renames, `dst=src` as the reference's `-r`. */
   renames?: readonly string[];
+  /**
+   * Instrumentation to keep exporting, so that the output can be snapshotted again. Any `__wizer_` export of
+   * the input is dropped either way, and only these are written, after the other exports.
+   */
+  keepInstrumentation?: Pick<InstrumentedModule, 'globals' | 'memories'>;
+  /**
+   * The input is itself a snapshot: its trailing active segments hold the previous snapshot's memory and no
+   * code refers to them, so they are replaced rather than kept as empty passive segments (which would pile up,
+   * one generation after another).
+   */
+  replacePreviousSegments?: boolean;
+  /** Custom sections written at the end, replacing any input section of the same name. */
+  customSections?: readonly { name: string; bytes: Uint8Array }[];
   /** Receives one-line warnings (e.g. a rename whose source is not exported). */
   onWarning?: (message: string) => void;
 }
@@ -25,15 +38,26 @@ export interface RewriteOptions {
 export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array {
   const renames = parseRenames(options.renames ?? []);
   const segments = snapshotSegments(snapshot.memories);
+  const kept = options.replacePreviousSegments ? ctx.dataSegments.slice(0, firstOfTrailingActive(ctx)) : ctx.dataSegments;
   const edits = new Map<number, BinaryWriter | null>([
     [SectionId.start, null],
-    [SectionId.data, dataSection(ctx, segments)],
+    [SectionId.data, dataSection(ctx, kept, segments)],
   ]);
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
   if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot));
-  if (ctx.exports.length > 0) edits.set(SectionId.export, exportSection(ctx, options, renames));
-  if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(ctx.dataSegments.length + segments.length));
-  return assemble(ctx, edits).finish();
+  if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
+  if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
+  const custom = options.customSections ?? [];
+  const out = assemble(ctx, edits, new Set(custom.map((c) => c.name)));
+  for (const c of custom) out.section(SectionId.custom, new BinaryWriter().name(c.name).raw(c.bytes));
+  return out.finish();
+}
+
+/** The index of the first segment of the trailing run of active segments (the count when there is none). */
+function firstOfTrailingActive(ctx: ModuleContext): number {
+  let i = ctx.dataSegments.length;
+  while (i > 0 && ctx.dataSegments[i - 1]!.mode === 'active') i--;
+  return i;
 }
 
 function memorySection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
@@ -73,8 +97,9 @@ function constExpr(g: DefinedGlobal, bits: GlobalBits): BinaryWriter {
 
 const EXPORT_KIND = { func: 0, table: 1, memory: 2, global: 3, tag: 4 } as const;
 
-/** The exports in their order, minus the init function and `_initialize`, with renames applied. */
+/** The exports in their order, minus the removed ones and any `__wizer_` ones, with renames applied. */
 function exportSection(ctx: ModuleContext, options: RewriteOptions, renames: Map<string, string>): BinaryWriter {
+  const removed = new Set(options.removeExports);
   const destinations = new Set(renames.values());
   const names = new Set(ctx.exports.map((e) => e.name));
   for (const [src, dst] of renames) {
@@ -82,11 +107,13 @@ function exportSection(ctx: ModuleContext, options: RewriteOptions, renames: Map
   }
   const kept: { name: string; kind: number; index: number }[] = [];
   for (const e of ctx.exports) {
-    if ((e.name === options.initFunc && !options.keepInitFunc) || e.name === '_initialize') continue;
+    if (removed.has(e.name) || e.name.startsWith(WIZER_PREFIX)) continue;
     const renamed = renames.get(e.name);
     if (renamed === undefined && destinations.has(e.name)) continue; // overwritten by a rename
     kept.push({ name: renamed ?? e.name, kind: EXPORT_KIND[e.kind], index: e.index });
   }
+  for (const g of options.keepInstrumentation?.globals ?? []) kept.push({ name: g.exportName, kind: EXPORT_KIND.global, index: g.index });
+  for (const m of options.keepInstrumentation?.memories ?? []) kept.push({ name: m.exportName, kind: EXPORT_KIND.memory, index: m.index });
   const w = new BinaryWriter().u32(kept.length);
   for (const e of kept) w.name(e.name).byte(e.kind).u32(e.index);
   return w;
@@ -111,10 +138,10 @@ export function parseRenames(specs: readonly string[]): Map<string, string> {
   return bySource;
 }
 
-/** Original active segments become empty passive ones; passive segments stay; the snapshot's follow. */
-function dataSection(ctx: ModuleContext, segments: readonly NewSegment[]): BinaryWriter {
-  const w = new BinaryWriter().u32(ctx.dataSegments.length + segments.length);
-  for (const s of ctx.dataSegments) {
+/** Kept active segments become empty passive ones; passive segments stay; the snapshot's follow. */
+function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[]): BinaryWriter {
+  const w = new BinaryWriter().u32(kept.length + segments.length);
+  for (const s of kept) {
     if (s.mode === 'active') w.byte(0x01).u32(0);
     else w.raw(ctx.bytes.subarray(s.start, s.end));
   }

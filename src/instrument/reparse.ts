@@ -1,0 +1,58 @@
+import { WizError } from '../errors.ts';
+import { parseModule } from '../parse/module.ts';
+import { compileModule } from '../run/initialize.ts';
+import { checkState, instrumentationOf, WIZER_PREFIX, type InstrumentedModule } from './instrument.ts';
+
+/** An instrumented module read back, validated, with its instrumentation verified, and compiled. */
+export interface VerifiedInstrumentedModule extends InstrumentedModule {
+  module: WebAssembly.Module;
+}
+
+const CLAIM = /^__wizer_(global|memory)_(0|[1-9][0-9]{0,9})$/;
+
+/**
+ * Reads an instrumented module (a `--keep-instrumentation` output) from untrusted bytes. The whole module is
+ * validated by the engine, and every `__wizer_` export is checked against what it claims: `__wizer_global_{i}`
+ * exports defined mutable global `i`, `__wizer_memory_{k}` the k-th defined memory, each exactly once, none
+ * missing, no other `__wizer_` name. State is then read only through these exports, by a reader module wiz
+ * generates itself: the module supplies no accessor code that could misreport its state.
+ */
+export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInstrumentedModule> {
+  const context = parseModule(bytes);
+  const module = await compileModule(bytes);
+  checkState(context);
+  const expected = instrumentationOf(context);
+
+  const claims = context.exports.filter((e) => e.name.startsWith(WIZER_PREFIX));
+  if (claims.length === 0 && (expected.globals.length > 0 || expected.memories.length > 0)) {
+    throw new WizError('instrumentation', 'the module carries no instrumentation (no __wizer_ exports); pre-initialize it with wiz init --keep-instrumentation first');
+  }
+  for (const e of claims) {
+    const match = CLAIM.exec(e.name);
+    if (!match) throw new WizError('instrumentation', `unknown instrumentation export "${e.name}"`);
+    const kind = match[1] as 'global' | 'memory';
+    const n = Number(match[2]);
+    if (e.kind !== kind) {
+      throw new WizError('instrumentation', `instrumentation export "${e.name}" is a ${e.kind} export, not a ${kind}`);
+    }
+    if (kind === 'global') {
+      if (e.index !== n) throw new WizError('instrumentation', `instrumentation export "${e.name}" exports global ${e.index}, not global ${n}`);
+      const g = context.globals[n - context.importedGlobals];
+      if (!g) throw new WizError('instrumentation', `instrumentation export "${e.name}" names global ${n}, which the module does not define`);
+      if (!g.mutable) throw new WizError('instrumentation', `instrumentation export "${e.name}" names global ${n}, which is immutable`);
+    } else {
+      const m = context.memories[n];
+      if (!m) throw new WizError('instrumentation', `instrumentation export "${e.name}" names defined memory ${n}, but the module defines ${context.memories.length}`);
+      if (e.index !== m.index) throw new WizError('instrumentation', `instrumentation export "${e.name}" exports memory ${e.index}, not the module's defined memory ${n} (memory ${m.index})`);
+    }
+  }
+  // Export names are unique (the engine validated that), so each claim above is distinct; now none missing.
+  const names = new Set(claims.map((e) => e.name));
+  for (const item of [...expected.globals, ...expected.memories]) {
+    if (!names.has(item.exportName)) {
+      const what = 'type' in item ? `mutable global ${item.index}` : `defined memory ${item.ordinal}`;
+      throw new WizError('instrumentation', `the module's instrumentation lacks "${item.exportName}" for ${what}`);
+    }
+  }
+  return { context, bytes, ...expected, reparsed: true, module };
+}
