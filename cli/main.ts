@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isWizError } from '../src/errors.ts';
-import { preinitialize } from '../src/preinitialize.ts';
+import { parseInstrumented } from '../src/instrument/reparse.ts';
+import { parseModule } from '../src/parse/module.ts';
+import { preinitialize, snapshot } from '../src/preinitialize.ts';
+import { instantiate } from '../src/run/initialize.ts';
+import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
+import { readProvenance } from '../src/snapshot/provenance.ts';
+import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
 import { readInput, writeOutput } from './io.ts';
 
@@ -9,7 +15,7 @@ const warn = (message: string) => process.stderr.write(`wiz: warning: ${message}
 
 /** Boolean flags, which take a value only as `--flag=true|false` (never as a separate argument, which could
  * swallow the input path). */
-const BOOLEAN_FLAGS = ['--keep-init-func'];
+const BOOLEAN_FLAGS = ['--keep-init-func', '--keep-instrumentation'];
 
 /** Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag`, for the flags above. */
 export function normalizeBooleanFlags(argv: readonly string[]): string[] {
@@ -23,6 +29,8 @@ export function normalizeBooleanFlags(argv: readonly string[]): string[] {
     throw new CommanderError(2, 'wiz.usage', `${flag} takes true or false, not "${value}"`);
   });
 }
+
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -42,17 +50,53 @@ function program(): Command {
     .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
     .option('--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)')
     .addOption(new Option('--no-keep-init-func').hideHelp())
-    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc?: boolean; renameFunc: string[] }) => {
+    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', collect, [] as string[])
+    .option('--keep-instrumentation', 'keep the __wizer_* exports, so that wiz snapshot can snapshot the output again')
+    .addOption(new Option('--no-keep-instrumentation').hideHelp())
+    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc?: boolean; renameFunc: string[]; keepInstrumentation?: boolean }) => {
       const output = outputPath(opts.output);
       const wasm = readInput(input);
       const out = await preinitialize(wasm, {
         initFunc: opts.initFunc,
         keepInitFunc: opts.keepInitFunc,
         renames: opts.renameFunc,
+        keepInstrumentation: opts.keepInstrumentation,
         onWarning: warn,
       });
       writeOutput(output, out);
+    });
+
+  cli.command('snapshot')
+    .description('instantiate an instrumented module (from --keep-instrumentation), call exports, and snapshot the state')
+    .argument('<input>', 'the instrumented module (.wasm file, or - for stdin)')
+    .option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
+    .option('--invoke <call>', 'call an export before the snapshot: name or name(arg, ...); repeatable, in order', collect, [] as string[])
+    .option('--keep-instrumentation', 'keep the __wizer_* exports, so that the output can be snapshotted again')
+    .addOption(new Option('--no-keep-instrumentation').hideHelp())
+    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', collect, [] as string[])
+    .action(async (input: string, opts: { output?: string; invoke: string[]; keepInstrumentation?: boolean; renameFunc: string[] }) => {
+      const output = outputPath(opts.output);
+      const instrumented = await parseInstrumented(readInput(input));
+      const calls = opts.invoke.map((spec) => parseInvocation(instrumented.context, spec));
+      parseRenames(opts.renameFunc);
+      const live = await instantiate(instrumented.context, instrumented.module);
+      // Call results go to stdout, unless the module does.
+      const results = output === '-' ? process.stderr : process.stdout;
+      for (const call of calls) results.write(`${formatInvocation(call, live.call(call.name, call.args))}\n`);
+      const out = await snapshot(instrumented, live.instance, {
+        keepInstrumentation: opts.keepInstrumentation,
+        renames: opts.renameFunc,
+        onWarning: warn,
+      });
+      writeOutput(output, out);
+    });
+
+  cli.command('provenance')
+    .description('show the generation and parent a snapshot records (informational: nothing checks it)')
+    .argument('<input>', 'a module written by wiz (.wasm file, or - for stdin)')
+    .action((input: string) => {
+      const p = readProvenance(parseModule(readInput(input)));
+      process.stdout.write(p ? `generation ${p.generation}, parent ${p.parent}\n` : 'no provenance recorded\n');
     });
   return cli;
 }

@@ -12,3 +12,4 @@ export { preinitialize, snapshot, type PreinitializeOptions, type SnapshotOption
 export { parseInstrumented, type VerifiedInstrumentedModule } from './instrument/reparse.ts';
 export { instantiate, type LiveInstance } from './run/initialize.ts';
 export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/provenance.ts';
+export { parseInvocation, formatInvocation, type Invocation } from './run/invoke.ts';

@@ -26,10 +26,13 @@ function stubImports(module: WebAssembly.Module): WebAssembly.Imports {
 
 /**
  * For each exported function without parameters: a fresh instance (after `init`, when given, as wiz runs it:
- * `_initialize` first), one call, then the result and every exported memory and global. Observing the same
+ * `_initialize` first, then `calls` in order), one call, then the result and every exported memory and global. Observing the same
  * thing on a live instance and on its snapshot is the property that defines a correct snapshot.
  */
-export async function observe(wasm: Uint8Array, options: { init?: string; skip?: string[] } = {}): Promise<Observation> {
+export async function observe(
+  wasm: Uint8Array,
+  options: { init?: string; skip?: string[]; calls?: [string, unknown[]][] } = {},
+): Promise<Observation> {
   const ctx = parseModule(wasm);
   const module = await WebAssembly.compile(wasm as BufferSource);
   const skip = new Set([options.init, '_initialize', ...(options.skip ?? [])]);
@@ -43,6 +46,7 @@ export async function observe(wasm: Uint8Array, options: { init?: string; skip?:
       if (options.init !== '_initialize' && typeof instance.exports._initialize === 'function') (instance.exports._initialize as () => void)();
       (instance.exports[options.init] as () => void)();
     }
+    for (const [name, args] of options.calls ?? []) (instance.exports[name] as (...a: unknown[]) => unknown)(...args);
     let result: string;
     try {
       result = show((instance.exports[exp.name] as () => unknown)());

@@ -40,6 +40,11 @@ export function wizInit(wasm: Uint8Array, args: string[] = []): ToolResult {
   return runOnModule(process.execPath, [WIZ_BIN, 'init'], wasm, args);
 }
 
+/** `wiz snapshot` through the real CLI. */
+export function wizSnapshot(wasm: Uint8Array, args: string[] = []): ToolResult {
+  return runOnModule(process.execPath, [WIZ_BIN, 'snapshot'], wasm, args);
+}
+
 /** The native reference binary. */
 export function nativeWizer(wasm: Uint8Array, args: string[] = []): ToolResult {
   return runOnModule(WIZER_BIN, [], wasm, args);
