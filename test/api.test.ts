@@ -99,3 +99,12 @@ describe('library API', () => {
     expect((instance.exports.g as WebAssembly.Global).value).toBe(7);
   });
 });
+
+describe('examples', () => {
+  it('examples/savestate.ts runs and resumes its state each time', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const out = execFileSync(process.execPath, [join(import.meta.dirname, '..', 'examples', 'savestate.ts')]).toString();
+    expect(out).toMatch(/^after 1, 2: total 1003, saved \d+ bytes\nafter 30: total 1033, saved \d+ bytes\nafter 400, 500: total 1933, saved \d+ bytes\n$/);
+  });
+});
