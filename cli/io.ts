@@ -20,7 +20,11 @@ export function readInput(path: string): Uint8Array {
  */
 export function writeOutput(path: string, bytes: Uint8Array): void {
   if (path === '-') {
-    writeAll(1, bytes);
+    try {
+      writeAll(1, bytes);
+    } catch (e) {
+      throw new WizError('usage', `cannot write stdout: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
     return;
   }
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);

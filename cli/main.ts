@@ -1,21 +1,25 @@
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { Command, CommanderError, Option } from 'commander';
-import { isWizError } from '../src/errors.ts';
-import { parseInstrumented } from '../src/instrument/reparse.ts';
+import { isWizError, WizError, type WizErrorCode } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
-import { preinitialize, snapshot } from '../src/preinitialize.ts';
-import { instantiate } from '../src/run/initialize.ts';
-import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
-import { readProvenance } from '../src/snapshot/provenance.ts';
-import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
+import { readProvenance } from '../src/snapshot/provenance.ts';
+import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
+import { runJob, type Job, type JobOutput } from './job.ts';
+import type { WorkerReply } from './worker.ts';
 
-const warn = (message: string) => process.stderr.write(`wiz: warning: ${message}\n`);
+const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
 
-/** Boolean flags, which take a value only as `--flag=true|false` (never as a separate argument, which could
- * swallow the input path). */
-const BOOLEAN_FLAGS = ['--keep-init-func', '--keep-instrumentation'];
+/** The reference's `--wasm-*` feature switches: accepted for compatibility, the engine decides. */
+const FEATURE_FLAGS = ['multi-memory', 'multi-value', 'bulk-memory', 'simd', 'relaxed-simd', 'reference-types'].map((f) => `--wasm-${f}`);
+
+/**
+ * Boolean flags take a value only as `--flag=true|false`, never as a separate argument (which could swallow
+ * the input path, a known trap of the reference's command line).
+ */
+const BOOLEAN_FLAGS = ['--keep-init-func', '--keep-instrumentation', '--inherit-stdio', '--inherit-env', '--relaxed-simd-deterministic', ...FEATURE_FLAGS];
 
 /** Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag`, for the flags above. */
 export function normalizeBooleanFlags(argv: readonly string[]): string[] {
@@ -36,6 +40,60 @@ function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
+/** A boolean flag and its hidden `--no-` form. */
+function addBoolean(cmd: Command, flag: string, description: string, hidden = false): Command {
+  const positive = new Option(flag, description);
+  if (hidden) positive.hideHelp();
+  return cmd.addOption(positive).addOption(new Option(`--no-${flag.slice(2)}`).hideHelp());
+}
+
+interface CommonOptions {
+  output?: string;
+  renameFunc: string[];
+  keepInstrumentation?: boolean;
+  allowWasi?: boolean;
+  inheritStdio: boolean;
+  inheritEnv?: boolean;
+  dir: string[];
+  mapdir: string[];
+  preload: string[];
+  deterministic?: boolean;
+  initTimeout?: string;
+  relaxedSimdDeterministic?: boolean;
+}
+
+/** The options both commands share: output, renames, instrumentation, what the host provides, a time limit. */
+function addCommonOptions(cmd: Command, what: string): Command {
+  cmd.option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
+    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', collect, [] as string[]);
+  addBoolean(cmd, '--keep-instrumentation', `keep the __wizer_* exports, so that wiz snapshot can snapshot the output again`);
+  cmd.option('--allow-wasi', `provide WASI (preview1, Node's implementation) while ${what}`)
+    .addOption(new Option('--inherit-stdio', 'with --allow-wasi: the guest uses wiz\'s stdin/stdout/stderr (default; --inherit-stdio=false for none)').default(true))
+    .addOption(new Option('--no-inherit-stdio').hideHelp());
+  addBoolean(cmd, '--inherit-env', 'with --allow-wasi: the guest sees wiz\'s environment variables (default: none)');
+  cmd.option('--dir <dir>', 'with --allow-wasi: give the guest this host directory, at the same path (repeatable)', collect, [] as string[])
+    .option('--mapdir <guest::host>', 'with --allow-wasi: give the guest host directory HOST at path GUEST (repeatable)', collect, [] as string[])
+    .option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0, for reproducible builds')
+    .option('--preload <name=file.wasm>', 'instantiate another module and provide its exports as the imports of module NAME (repeatable; not snapshotted)', collect, [] as string[])
+    .option('--init-timeout <seconds>', `stop and fail if ${what} takes longer than this`);
+  addBoolean(cmd, '--relaxed-simd-deterministic', 'accepted for compatibility; the engine decides relaxed SIMD results', true);
+  for (const flag of FEATURE_FLAGS) addBoolean(cmd, flag, 'accepted for compatibility; the engine decides', true);
+  return cmd;
+}
+
+function hostOptions(opts: CommonOptions, output: string): HostOptions {
+  return {
+    allowWasi: opts.allowWasi ?? false,
+    inheritStdio: opts.inheritStdio,
+    inheritEnv: opts.inheritEnv ?? false,
+    dirs: opts.dir,
+    mapdirs: opts.mapdir,
+    preloads: opts.preload,
+    deterministic: opts.deterministic ?? false,
+    stdoutTaken: output === '-',
+  };
+}
+
 function program(): Command {
   const cli = new Command('wiz')
     .description('WebAssembly pre-initializer: run a module\'s start-up code once, and write the state it leaves as a new module')
@@ -43,52 +101,33 @@ function program(): Command {
     .showHelpAfterError('(run wiz --help for usage)')
     .exitOverride();
 
-  cli.command('init')
+  const init = cli.command('init')
     .description('instantiate a module, run its init function, and write the initialized module')
     .argument('<input>', 'the module (.wasm file, or - for stdin)')
-    .option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
-    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
-    .option('--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)')
-    .addOption(new Option('--no-keep-init-func').hideHelp())
-    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', collect, [] as string[])
-    .option('--keep-instrumentation', 'keep the __wizer_* exports, so that wiz snapshot can snapshot the output again')
-    .addOption(new Option('--no-keep-instrumentation').hideHelp())
-    .action(async (input: string, opts: { output?: string; initFunc?: string; keepInitFunc?: boolean; renameFunc: string[]; keepInstrumentation?: boolean }) => {
+    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`);
+  addBoolean(init, '--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)');
+  addCommonOptions(init, 'initializing')
+    .action(async (input: string, opts: CommonOptions & { initFunc?: string; keepInitFunc?: boolean }) => {
       const output = outputPath(opts.output);
-      const wasm = readInput(input);
-      const out = await preinitialize(wasm, {
-        initFunc: opts.initFunc,
-        keepInitFunc: opts.keepInitFunc,
-        renames: opts.renameFunc,
-        keepInstrumentation: opts.keepInstrumentation,
-        onWarning: warn,
-      });
-      writeOutput(output, out);
+      const job: Job = {
+        kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
+        renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
+      };
+      writeOutput(output, await execute(job, opts, output));
     });
 
-  cli.command('snapshot')
+  const snap = cli.command('snapshot')
     .description('instantiate an instrumented module (from --keep-instrumentation), call exports, and snapshot the state')
     .argument('<input>', 'the instrumented module (.wasm file, or - for stdin)')
-    .option('-o, --output <file>', 'where to write the output (- for stdout; default: stdout unless it is a terminal)')
-    .option('--invoke <call>', 'call an export before the snapshot: name or name(arg, ...); repeatable, in order', collect, [] as string[])
-    .option('--keep-instrumentation', 'keep the __wizer_* exports, so that the output can be snapshotted again')
-    .addOption(new Option('--no-keep-instrumentation').hideHelp())
-    .option('-r, --rename-func <dst=src>', 'rename export src to dst, replacing any dst (repeatable)', collect, [] as string[])
-    .action(async (input: string, opts: { output?: string; invoke: string[]; keepInstrumentation?: boolean; renameFunc: string[] }) => {
+    .option('--invoke <call>', 'call an export before the snapshot: name or name(arg, ...); repeatable, in order', collect, [] as string[]);
+  addCommonOptions(snap, 'running the calls')
+    .action(async (input: string, opts: CommonOptions & { invoke: string[] }) => {
       const output = outputPath(opts.output);
-      const instrumented = await parseInstrumented(readInput(input));
-      const calls = opts.invoke.map((spec) => parseInvocation(instrumented.context, spec));
-      parseRenames(opts.renameFunc);
-      const live = await instantiate(instrumented.context, instrumented.module);
-      // Call results go to stdout, unless the module does.
-      const results = output === '-' ? process.stderr : process.stdout;
-      for (const call of calls) results.write(`${formatInvocation(call, live.call(call.name, call.args))}\n`);
-      const out = await snapshot(instrumented, live.instance, {
-        keepInstrumentation: opts.keepInstrumentation,
-        renames: opts.renameFunc,
-        onWarning: warn,
-      });
-      writeOutput(output, out);
+      const job: Job = {
+        kind: 'snapshot', input: readInput(input), invoke: opts.invoke, renames: opts.renameFunc,
+        keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
+      };
+      writeOutput(output, await execute(job, opts, output));
     });
 
   cli.command('provenance')
@@ -99,6 +138,40 @@ function program(): Command {
       process.stdout.write(p ? `generation ${p.generation}, parent ${p.parent}\n` : 'no provenance recorded\n');
     });
   return cli;
+}
+
+/** Runs a job here, or in a worker thread that is stopped when `--init-timeout` runs out. */
+async function execute(job: Job, opts: CommonOptions, output: string): Promise<Uint8Array> {
+  if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
+  // Call results go to stdout, unless the module does.
+  const out: JobOutput = { warn, print: (line) => (output === '-' ? process.stderr : process.stdout).write(`${line}\n`) };
+  if (opts.initTimeout === undefined) return runJob(job, out);
+  const seconds = Number(opts.initTimeout);
+  if (!(seconds > 0) || !Number.isFinite(seconds)) {
+    throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a positive number of seconds, not "${opts.initTimeout}"`);
+  }
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: job, stdout: false, stderr: false });
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void worker.terminate();
+      const what = job.kind === 'init' ? 'initialization' : 'the --invoke calls';
+      reject(new WizError('timeout', `${what} did not finish within ${seconds} s (--init-timeout); stopped it, nothing written`));
+    }, seconds * 1000);
+    const settle = (f: () => void) => {
+      clearTimeout(timer);
+      void worker.terminate();
+      f();
+    };
+    worker.on('message', (m: WorkerReply) => {
+      if ('warn' in m) out.warn(m.warn);
+      else if ('print' in m) out.print(m.print);
+      else if ('ok' in m) settle(() => resolve(m.ok));
+      else if ('error' in m) settle(() => reject(new WizError(m.error.code as WizErrorCode, m.error.message)));
+      else settle(() => reject(new Error(m.internal)));
+    });
+    worker.on('error', (e) => settle(() => reject(e)));
+    worker.on('exit', (code) => settle(() => reject(new Error(`the worker exited (code ${code}) without a result`))));
+  });
 }
 
 /** The output target: a file, or stdout, which must not be a terminal. */

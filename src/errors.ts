@@ -8,13 +8,15 @@ export type WizErrorCode =
   | 'init-func' // the init function is missing, not a function, or of the wrong type
   | 'trap' // the start function or the init function trapped
   | 'import-call' // an import without a host implementation was called during init
+  | 'timeout' // the init function did not finish in the time allowed
   | 'usage'; // bad options
 
 /** The one error class of wiz: a code to branch on and a one-line message a user can act on. */
 export class WizError extends Error {
   readonly code: WizErrorCode;
   constructor(code: WizErrorCode, message: string) {
-    super(message);
+    // One line, whatever names it quotes: control characters are shown escaped.
+    super(message.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1)));
     this.name = 'WizError';
     this.code = code;
   }

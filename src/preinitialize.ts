@@ -60,11 +60,13 @@ export async function snapshot(
     replacePreviousSegments: reparsed,
     customSections,
   });
-  // Replacing a previous snapshot's segments is safe when no code refers to them, as in every module wiz
-  // writes; a module whose code does (only possible with a DataCount section) would come out invalid.
-  if (reparsed && context.dataCount !== undefined && context.dataSegments.at(-1)?.mode === 'active'
-    && !WebAssembly.validate(output as Uint8Array<ArrayBuffer>)) {
-    throw new WizError('instrumentation', 'the module\'s code refers to the data segments that hold its previous snapshot, which wiz never writes; refusing it');
+  // Never write an invalid module. The one way an input can cause it: code that refers to the data segments
+  // holding a previous snapshot (which wiz replaces), in a re-parsed module that wiz did not write.
+  if (!WebAssembly.validate(output as Uint8Array<ArrayBuffer>)) {
+    if (reparsed && context.dataSegments.at(-1)?.mode === 'active') {
+      throw new WizError('instrumentation', 'the module\'s code refers to the data segments that hold its previous snapshot, which wiz never writes; refusing it');
+    }
+    throw new WizError('invalid', 'the snapshot came out invalid (a bug in wiz: please report it with the input module)');
   }
   return output;
 }

@@ -123,6 +123,18 @@ const bad: BadCase[] = [
   { name: 'duplicate rename sources', input: () => wat(`(module ${init('')})`), args: ['-r', 'a=x', '-r', 'b=x'], message: /export "x" is renamed more than once/ },
   { name: 'duplicate rename destinations', input: () => wat(`(module ${init('')})`), args: ['-r', 'a=x', '-r', 'a=y'], message: /more than one export is renamed to "a"/ },
   { name: 'a malformed rename', input: () => wat(`(module ${init('')})`), args: ['-r', 'nodest'], message: /rename "nodest" is not of the form dst=src/ },
+  { name: 'a header cut short', input: () => new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00]), message: /not a complete WebAssembly module: the file ends inside its 8-byte header/ },
+  {
+    name: 'a failing instantiation without a start function',
+    input: () => wat(`(module (memory 1) (data (i32.const 65535) "ab") ${init('')})`),
+    message: /^wiz: cannot instantiate the module: data segment 0 is out of bounds/,
+  },
+  {
+    name: 'a name with a line break stays on one line',
+    input: () => wat(`(module (func (export "two\\nlines")))`),
+    message: /its exported functions: "two\\nlines"/,
+  },
+  { name: 'a rename to a reserved name', input: () => wat(`(module ${init('')} (func (export "f")))`), args: ['-r', '__wizer_memory_0=f'], message: /rename "__wizer_memory_0=f": names starting with __wizer_ are reserved/ },
   { name: 'a bad boolean value', input: () => wat(`(module ${init('')})`), args: ['--keep-init-func=yes'], message: /--keep-init-func takes true or false, not "yes"/ },
 ];
 
@@ -171,6 +183,14 @@ describe('wiz init rejects bad input with one line, a non-zero exit and no outpu
 });
 
 describe('wiz init input and output', () => {
+  it('keeps a name that starts with U+FEFF as it is', async () => {
+    const input = await wat(`(module (func (export "\\ef\\bb\\bfget") (result i32) (i32.const 1)) (func (export "get") (result i32) (i32.const 2)) ${init('')})`);
+    const r = wizInit(input);
+    expect(r.status).toBe(0);
+    const { instance } = await WebAssembly.instantiate(r.output! as BufferSource);
+    expect(Object.keys(instance.exports)).toEqual(['\u{feff}get', 'get']);
+  });
+
   const counter = `(module (global $n (export "n") (mut i32) (i32.const 0)) ${init('(global.set $n (i32.const 41))')})`;
 
   it('reads stdin and writes stdout with -', async () => {

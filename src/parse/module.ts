@@ -67,7 +67,7 @@ const MAGIC = [0x00, 0x61, 0x73, 0x6d];
  */
 export function parseModule(bytes: Uint8Array): ModuleContext {
   if (bytes.length < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
-    throw new WizError('malformed', bytes.length < 4 && MAGIC.slice(0, bytes.length).every((b, i) => bytes[i] === b)
+    throw new WizError('malformed', MAGIC.slice(0, Math.min(4, bytes.length)).every((b, i) => bytes[i] === b)
       ? 'not a complete WebAssembly module: the file ends inside its 8-byte header'
       : 'not a WebAssembly module: the file does not start with the `\\0asm` magic bytes');
   }

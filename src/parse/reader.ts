@@ -1,6 +1,7 @@
 import { WizError } from '../errors.ts';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of a name, not a byte-order mark to drop.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Reads the WebAssembly binary encoding from a byte range, bounds-checked with a clear error. */
 export class BinaryReader {

@@ -15,6 +15,8 @@ export interface InitializeOptions {
    * fail the run when called.
    */
   imports?: WebAssembly.Imports;
+  /** Called with the new instance before any export runs (e.g. to bind a WASI implementation to its memory). */
+  onInstantiated?: (instance: WebAssembly.Instance) => void;
   onWarning?: (message: string) => void;
 }
 
@@ -83,7 +85,10 @@ function compileError(e: unknown): WizError {
 /** A stub for a function import the host does not provide: calling it during init fails the run. */
 class UnknownImportCall extends WizError {
   constructor(module: string, name: string) {
-    super('import-call', `the module called the import "${module}" "${name}" during initialization, which wiz does not provide (imports may be declared but not called during init)`);
+    const hint = /^wasi_(snapshot_preview1|unstable)$/.test(module)
+      ? '; pass --allow-wasi to provide WASI during init'
+      : ' (imports may be declared but not called during init)';
+    super('import-call', `the module called the import "${module}" "${name}" during initialization, which wiz does not provide${hint}`);
   }
 }
 
@@ -98,15 +103,24 @@ export interface LiveInstance {
  * Instantiates a module with the host's imports and trapping stubs for the other function imports (its start
  * function runs). A call to a stub fails the run, even if the module catches the exception it throws.
  */
-export async function instantiate(ctx: ModuleContext, module: WebAssembly.Module, options: Pick<InitializeOptions, 'imports'> = {}): Promise<LiveInstance> {
+export async function instantiate(
+  ctx: ModuleContext,
+  module: WebAssembly.Module,
+  options: Pick<InitializeOptions, 'imports' | 'onInstantiated'> = {},
+): Promise<LiveInstance> {
   const called: UnknownImportCall[] = [];
   const imports = hostImports(ctx, options.imports ?? {}, called);
   let instance: WebAssembly.Instance;
   try {
     instance = await WebAssembly.instantiate(module, imports);
   } catch (e) {
+    if (ctx.start === undefined && !called[0]) {
+      const message = e instanceof Error ? e.message.replace(/^WebAssembly\.\w+\(\): /, '') : String(e);
+      throw new WizError(e instanceof WebAssembly.RuntimeError ? 'trap' : 'invalid', `cannot instantiate the module: ${message}`);
+    }
     throw failure('the start function', e, called);
   }
+  options.onInstantiated?.(instance);
   return {
     instance,
     call(name, args = [], what = `the export "${name}"`) {

@@ -1,3 +1,4 @@
+import { WizError } from '../errors.ts';
 import type { ModuleContext } from '../parse/types.ts';
 
 /** The custom section in which a snapshot records where it came from. Informational: never trusted. */
@@ -30,7 +31,9 @@ export function readProvenance(ctx: ModuleContext): Provenance | undefined {
 
 /** The provenance of a snapshot of `parent`: its digest, and the generation after the parent's. */
 export async function provenanceOf(parent: ModuleContext, reparsed: boolean): Promise<Provenance> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', parent.bytes as Uint8Array<ArrayBuffer>));
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) throw new WizError('unsupported', 'recording provenance needs WebCrypto (crypto.subtle), which this context lacks; pass provenance: false');
+  const digest = new Uint8Array(await subtle.digest('SHA-256', parent.bytes as Uint8Array<ArrayBuffer>));
   const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
   const generation = reparsed ? (readProvenance(parent)?.generation ?? 0) + 1 : 0;
   return { generation, parent: `sha256:${hex}` };

@@ -1,0 +1,67 @@
+// One run of wiz init or wiz snapshot, from plain data, so that it can also run in a worker thread.
+import { parseInstrumented } from '../src/instrument/reparse.ts';
+import { preinitialize, snapshot } from '../src/preinitialize.ts';
+import { instantiate } from '../src/run/initialize.ts';
+import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
+import { parseRenames } from '../src/snapshot/rewrite.ts';
+import { createHost, type HostOptions } from './host.ts';
+
+interface CommonJob {
+  input: Uint8Array;
+  renames: string[];
+  keepInstrumentation?: boolean;
+  host: HostOptions;
+}
+
+export interface InitJob extends CommonJob {
+  kind: 'init';
+  initFunc?: string;
+  keepInitFunc?: boolean;
+}
+
+export interface SnapshotJob extends CommonJob {
+  kind: 'snapshot';
+  invoke: string[];
+}
+
+export type Job = InitJob | SnapshotJob;
+
+export interface JobOutput {
+  /** One-line warnings, for stderr. */
+  warn(line: string): void;
+  /** Results of `--invoke` calls. */
+  print(line: string): void;
+}
+
+/** Runs a job and returns the output module. */
+export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array> {
+  if (job.kind === 'snapshot') parseRenames(job.renames); // refuse bad renames before running anything
+  const instrumented = job.kind === 'snapshot' ? await parseInstrumented(job.input) : undefined;
+  const calls = instrumented && job.kind === 'snapshot' ? job.invoke.map((spec) => parseInvocation(instrumented.context, spec)) : [];
+  const host = await createHost(job.host, out.warn);
+  try {
+    if (job.kind === 'init') {
+      return await preinitialize(job.input, {
+        initFunc: job.initFunc,
+        keepInitFunc: job.keepInitFunc,
+        renames: job.renames,
+        keepInstrumentation: job.keepInstrumentation,
+        imports: host.imports,
+        onInstantiated: (instance) => host.bind(instance),
+        onWarning: out.warn,
+      });
+    }
+    const live = await instantiate(instrumented!.context, instrumented!.module, {
+      imports: host.imports,
+      onInstantiated: (instance) => host.bind(instance),
+    });
+    for (const call of calls) out.print(formatInvocation(call, live.call(call.name, call.args)));
+    return await snapshot(instrumented!, live.instance, {
+      keepInstrumentation: job.keepInstrumentation,
+      renames: job.renames,
+      onWarning: out.warn,
+    });
+  } finally {
+    host.close();
+  }
+}
