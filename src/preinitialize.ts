@@ -1,4 +1,5 @@
 import { WizError } from './errors.ts';
+import { compileAndCheckCode } from './parse/code.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
 import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
@@ -30,7 +31,7 @@ export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 
  */
 export async function preinitialize(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array> {
   const instrumented = instrument(wasm);
-  const module = await compileModule(instrumented.bytes, wasm);
+  const module = await compileAndCheckCode(instrumented.context, compileModule(instrumented.bytes, wasm));
   const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
   return snapshot(instrumented, instance, {

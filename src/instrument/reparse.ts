@@ -1,4 +1,5 @@
 import { WizError } from '../errors.ts';
+import { compileAndCheckCode } from '../parse/code.ts';
 import { parseModule } from '../parse/module.ts';
 import { compileModule } from '../run/initialize.ts';
 import { checkState, instrumentationOf, WIZER_PREFIX, type InstrumentedModule } from './instrument.ts';
@@ -19,7 +20,7 @@ const CLAIM = /^__wizer_(global|memory)_(0|[1-9][0-9]{0,9})$/;
  */
 export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInstrumentedModule> {
   const context = parseModule(bytes);
-  const module = await compileModule(bytes);
+  const module = await compileAndCheckCode(context, compileModule(bytes));
   checkState(context);
   const expected = instrumentationOf(context);
 
