@@ -31,7 +31,7 @@ function stubImports(module: WebAssembly.Module): WebAssembly.Imports {
  */
 export async function observe(
   wasm: Uint8Array,
-  options: { init?: string; skip?: string[]; calls?: [string, unknown[]][] } = {},
+  options: { init?: string; skip?: string[]; calls?: [string, unknown[]][]; memories?: boolean } = {},
 ): Promise<Observation> {
   const ctx = parseModule(wasm);
   const module = await WebAssembly.compile(wasm as BufferSource);
@@ -57,7 +57,7 @@ export async function observe(
     const globals: Record<string, string> = {};
     for (const [name, value] of Object.entries(instance.exports)) {
       if (name.startsWith('__wizer_')) continue;
-      if (value instanceof WebAssembly.Memory) memories[name] = new Uint8Array(value.buffer).slice();
+      if (value instanceof WebAssembly.Memory && options.memories !== false) memories[name] = new Uint8Array(value.buffer).slice();
       if (value instanceof WebAssembly.Global) {
         try {
           globals[name] = show(value.value);

@@ -20,24 +20,29 @@ export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'wiz-test-'));
 }
 
-function run(command: string, args: string[], input?: Uint8Array): Omit<ToolResult, 'output'> {
-  const r = spawnSync(command, args, { input, maxBuffer: 1 << 30 });
+export interface RunOptions {
+  /** The whole environment of the tool (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
+function run(command: string, args: string[], input?: Uint8Array, options: RunOptions = {}): Omit<ToolResult, 'output'> {
+  const r = spawnSync(command, args, { input, maxBuffer: 1 << 30, env: options.env });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
 /** Runs a tool that takes `input.wasm -o out.wasm` style arguments on `wasm`, in a fresh directory. */
-function runOnModule(command: string, pre: string[], wasm: Uint8Array, args: string[]): ToolResult {
+function runOnModule(command: string, pre: string[], wasm: Uint8Array, args: string[], options: RunOptions = {}): ToolResult {
   const dir = tempDir();
   const input = join(dir, 'input.wasm');
   const out = join(dir, 'out.wasm');
   writeFileSync(input, wasm);
-  const r = run(command, [...pre, input, '-o', out, ...args]);
+  const r = run(command, [...pre, input, '-o', out, ...args], undefined, options);
   return { ...r, output: existsSync(out) ? new Uint8Array(readFileSync(out)) : undefined };
 }
 
 /** `wiz init` through the real CLI (same Node as the tests). */
-export function wizInit(wasm: Uint8Array, args: string[] = []): ToolResult {
-  return runOnModule(process.execPath, [WIZ_BIN, 'init'], wasm, args);
+export function wizInit(wasm: Uint8Array, args: string[] = [], options?: RunOptions): ToolResult {
+  return runOnModule(process.execPath, [WIZ_BIN, 'init'], wasm, args, options);
 }
 
 /** `wiz snapshot` through the real CLI. */
@@ -46,8 +51,9 @@ export function wizSnapshot(wasm: Uint8Array, args: string[] = []): ToolResult {
 }
 
 /** The native reference binary. */
-export function nativeWizer(wasm: Uint8Array, args: string[] = []): ToolResult {
-  return runOnModule(WIZER_BIN, [], wasm, args);
+export function nativeWizer(wasm: Uint8Array, args: string[] = [], options?: RunOptions): ToolResult {
+  // The reference prints a backtrace after its error line when RUST_BACKTRACE is set.
+  return runOnModule(WIZER_BIN, [], wasm, args, { ...options, env: { ...(options?.env ?? process.env), RUST_BACKTRACE: '0' } });
 }
 
 /** The wiz CLI with raw arguments. */

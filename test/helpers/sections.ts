@@ -11,3 +11,4 @@ export function sectionBytes(wasm: Uint8Array, id: number | string): Uint8Array 
 export function sectionOrder(wasm: Uint8Array): (number | string)[] {
   return parseModule(wasm).sections.map((s) => (s.id === 0 ? s.name! : s.id));
 }
+
