@@ -7,9 +7,9 @@ import { observe } from './helpers/observe.ts';
 import { hasNativeWizer, nativeWizer, tempDir, wiz, wizInit } from './helpers/run.ts';
 import { wat } from './helpers/wat.ts';
 
-// CI installs the toolchain and sets WIZ_REQUIRE_C_FIXTURES, so a broken install fails instead of skipping.
+// CI (CI=true) installs the toolchain first, so there a broken install fails instead of skipping.
 const cToolchain = hasCToolchain();
-if (!cToolchain && process.env.WIZ_REQUIRE_C_FIXTURES) throw new Error(`C fixtures required but no wasm32-wasi clang: ${C_TOOLCHAIN_HINT}`);
+if (!cToolchain && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_C_FIXTURES)) throw new Error(`C fixtures required but no wasm32-wasi clang: ${C_TOOLCHAIN_HINT}`);
 if (!cToolchain) console.warn(`C fixture tests skipped: no wasm32-wasi clang (${C_TOOLCHAIN_HINT})`);
 
 /** The C programs' results after init, by export; their memories hold host-specific WASI details (fd rights). */
