@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import wabtInit from 'wabt';
 import { BinaryWriter } from '../src/parse/writer.ts';
+import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from './build-c-fixtures.ts';
 
 const root = join(import.meta.dirname, '..');
 const dir = join(root, '.bench');
@@ -66,6 +67,17 @@ const wabt = await wabtInit();
 const demo = wabt.parseWat('demo.wat', readFileSync(join(root, 'fixtures', 'demo.wat'), 'utf8'), { bulk_memory: true });
 writeFileSync(join(dir, 'demo.wasm'), demo.toBinary({}).buffer);
 corpus.push({ name: 'demo (16 MiB sieve)', path: join(dir, 'demo.wasm'), args: [] });
+if (hasCToolchain()) {
+  const c = buildCFixtures();
+  const configDir = join(dir, 'config');
+  mkdirSync(configDir, { recursive: true });
+  writeFileSync(join(configDir, 'settings.txt'), 'alpha 1\nbeta 20\ngamma 300\n');
+  corpus.push({ name: 'config.c (WASI: file, env, malloc)', path: c.config!, args: ['--allow-wasi', '--mapdir', `/config::${configDir}`, '--inherit-stdio=false'] });
+  corpus.push({ name: 'hello.c (WASI: prints)', path: c.hello!, args: ['--allow-wasi', '--inherit-stdio=false'] });
+  corpus.push({ name: 'table.c (4 MiB table)', path: c.table!, args: [] });
+} else {
+  console.error(`skipping the C fixtures: no wasm32-wasi clang (${C_TOOLCHAIN_HINT})`);
+}
 for (const spec of (process.env.WIZ_BENCH_MODULES ?? '').split(':').filter(Boolean)) {
   const [path, init] = spec.split('@');
   corpus.push({ name: path!.split('/').pop()!, path: path!, args: init ? ['-f', init] : [] });
