@@ -36,8 +36,12 @@ export function normalizeBooleanFlags(argv: readonly string[]): string[] {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** This file runs from `cli/` (sources) or `dist/cli/` (the build): the package root is one or two levels up. */
+const fromSources = import.meta.url.endsWith('.ts');
+
 function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const path = new URL(fromSources ? '../package.json' : '../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
 }
 
 /** A boolean flag and its hidden `--no-` form. */
@@ -150,7 +154,7 @@ async function execute(job: Job, opts: CommonOptions, output: string): Promise<U
   if (!(seconds > 0) || !Number.isFinite(seconds)) {
     throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a positive number of seconds, not "${opts.initTimeout}"`);
   }
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: job, stdout: false, stderr: false });
+  const worker = new Worker(new URL(fromSources ? './worker.ts' : './worker.js', import.meta.url), { workerData: job, stdout: false, stderr: false });
   return new Promise<Uint8Array>((resolve, reject) => {
     const timer = setTimeout(() => {
       void worker.terminate();

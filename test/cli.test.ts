@@ -1,6 +1,6 @@
 // The command line: bad inputs give one line on stderr, a non-zero exit and no output file.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir, wiz, wizInit } from './helpers/run.ts';
@@ -263,5 +263,29 @@ describe('an old Node', () => {
     expect(r.stderr).toMatch(/^wiz: needs Node\.js 22\.18 or newer \(this is v\d+\.\d+\.\d+\)/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.status).toBe(1);
+  });
+});
+
+describe('the launcher', () => {
+  /** A copy of the package whose build prints a marker instead of running wiz. */
+  function copyWithMarkedBuild(): string {
+    const dir = tempDir();
+    cpSync(join(import.meta.dirname, '..', 'bin'), join(dir, 'bin'), { recursive: true });
+    cpSync(join(import.meta.dirname, '..', 'src'), join(dir, 'src'), { recursive: true });
+    cpSync(join(import.meta.dirname, '..', 'cli'), join(dir, 'cli'), { recursive: true });
+    cpSync(join(import.meta.dirname, '..', 'package.json'), join(dir, 'package.json'));
+    symlinkSync(join(import.meta.dirname, '..', 'node_modules'), join(dir, 'node_modules'));
+    mkdirSync(join(dir, 'dist', 'cli'), { recursive: true });
+    writeFileSync(join(dir, 'dist', 'cli', 'main.js'), 'export function main() { process.stdout.write("from the build\\n"); }\n');
+    return dir;
+  }
+
+  it('runs the build when it is at least as new as the sources, and the sources otherwise', () => {
+    const dir = copyWithMarkedBuild();
+    const launch = () => execFileSync(process.execPath, [join(dir, 'bin', 'wiz.js'), '--version']).toString();
+    utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(), new Date(Date.now() + 60_000));
+    expect(launch()).toBe('from the build\n');
+    utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(0), new Date(0)); // stale: an edit came later
+    expect(launch()).toBe(`${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}\n`);
   });
 });
