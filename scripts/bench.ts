@@ -58,7 +58,8 @@ function timeOnce(command: string[], input: string, output: string, extra: strin
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const corpus: { name: string; path: string; args: string[] }[] = [];
-for (const mb of [1, 5, 20]) {
+const codeSizes = (process.env.WIZ_BENCH_CODE_MB ?? '1,5,20,50').split(',').map(Number);
+for (const mb of codeSizes) {
   const path = join(dir, `code-${mb}mb.wasm`);
   if (!existsSync(path)) writeFileSync(path, codeModule(mb));
   corpus.push({ name: `code ${mb} MB`, path, args: [] });
@@ -67,6 +68,29 @@ const wabt = await wabtInit();
 const demo = wabt.parseWat('demo.wat', readFileSync(join(root, 'fixtures', 'demo.wat'), 'utf8'), { bulk_memory: true });
 writeFileSync(join(dir, 'demo.wasm'), demo.toBinary({}).buffer);
 corpus.push({ name: 'demo (16 MiB sieve)', path: join(dir, 'demo.wasm'), args: [] });
+
+/** A module whose init touches `mb` MiB of memory: all of it, a byte every 4 KiB, or a byte every 8 bytes. */
+function stateModule(mb: number, pattern: 'dense' | 'sparse-4k' | 'sparse-8'): Uint8Array {
+  const bytes = mb * 1024 * 1024;
+  const body = pattern === 'dense'
+    ? `(memory.fill (i32.const 0) (i32.const 1) (i32.const ${bytes}))`
+    : `(loop $l (i32.store8 (local.get $i) (i32.const 1))
+         (local.set $i (i32.add (local.get $i) (i32.const ${pattern === 'sparse-4k' ? 4096 : 8})))
+         (br_if $l (i32.lt_u (local.get $i) (i32.const ${bytes}))))`;
+  const m = wabt.parseWat('state.wat', `(module (memory (export "memory") ${mb * 16})
+    (func (export "wizer-initialize") (local $i i32) ${body}))`, { bulk_memory: true });
+  const out = m.toBinary({}).buffer;
+  m.destroy();
+  return out;
+}
+const stateSizes = (process.env.WIZ_BENCH_STATE_MB ?? '1,16,64,256').split(',').map(Number);
+for (const pattern of ['dense', 'sparse-4k', 'sparse-8'] as const) {
+  for (const mb of stateSizes) {
+    const path = join(dir, `state-${pattern}-${mb}mb.wasm`);
+    writeFileSync(path, stateModule(mb, pattern));
+    corpus.push({ name: `state ${pattern} ${mb} MiB`, path, args: [] });
+  }
+}
 if (hasCToolchain()) {
   const c = buildCFixtures();
   const configDir = join(dir, 'config');
@@ -96,7 +120,17 @@ for (const c of corpus) {
     wiz.push(timeOnce(WIZ, c.path, outWiz, c.args));
     ref.push(timeOnce([WIZER], c.path, outRef, c.args));
   }
+  const floorOf = (mode: string) => {
+    const times: number[] = [];
+    for (let i = 0; i < pairs; i++) {
+      const start = performance.now();
+      const r = spawnSync(process.execPath, [join(root, 'scripts', 'floor.mjs'), mode, c.path, ...c.args], { stdio: 'ignore' });
+      times.push(r.status === 0 ? performance.now() - start : NaN);
+    }
+    return Math.round(median(times));
+  };
   const row = {
+    compileFloorMs: floorOf('compile'), initFloorMs: floorOf('init'),
     module: c.name, sizeMB: +mb.toFixed(2),
     wizMs: Math.round(median(wiz.map((r) => r.ms))), nativeMs: Math.round(median(ref.map((r) => r.ms))),
     wizRssMB: wiz[0]!.rssMB && Math.round(median(wiz.map((r) => r.rssMB!))),
@@ -107,10 +141,53 @@ for (const c of corpus) {
   console.error(`measured ${c.name}`);
 }
 console.log(`node ${process.version}, ${pairs} pairs after a warm-up, medians\n`);
-console.log('| module | MB | wiz ms | native ms | wiz/native | wiz RSS MB | native RSS MB | wiz out | native out |');
-console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| module | MB | wiz ms | native ms | wiz/native | Node floor: compile / + init ms | wiz RSS MB | native RSS MB | wiz out | native out |');
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
-  console.log(`| ${r.module} | ${r.sizeMB} | ${r.wizMs} | ${r.nativeMs} | ${r.ratio} | ${r.wizRssMB ?? 'n/a'} | ${r.nativeRssMB ?? 'n/a'} | ${r.wizOut} | ${r.nativeOut}${r.ok ? '' : ' (failed)'} |`);
+  console.log(`| ${r.module} | ${r.sizeMB} | ${r.wizMs} | ${r.nativeMs} | ${r.ratio} | ${r.compileFloorMs} / ${r.initFloorMs} | ${r.wizRssMB ?? 'n/a'} | ${r.nativeRssMB ?? 'n/a'} | ${r.wizOut} | ${r.nativeOut}${r.ok ? '' : ' (failed)'} |`);
 }
+writeFileSync(join(dir, 'bench.svg'), chart(rows));
+console.log(`chart: ${join('.bench', 'bench.svg')}`);
 writeFileSync(join(dir, 'bench.json'), JSON.stringify(rows, null, 2));
 console.log(`\nJSON: ${join('.bench', 'bench.json')}`);
+
+type Row = (typeof rows)[number];
+
+/** Two panels: time against code size (code modules) and against touched memory (dense state modules). */
+function chart(all: Row[]): string {
+  const panels = [
+    { title: 'time vs code size (MB)', rows: all.filter((r) => r.module.startsWith('code')), x: (r: Row) => r.sizeMB },
+    { title: 'time vs memory touched, dense (MiB)', rows: all.filter((r) => r.module.startsWith('state dense')), x: (r: Row) => Number(/(\d+) MiB/.exec(r.module)![1]) },
+  ];
+  const series = [
+    { key: 'nativeMs' as const, color: '#c0392b', label: 'native Wizer' },
+    { key: 'wizMs' as const, color: '#2471a3', label: 'wiz' },
+    { key: 'initFloorMs' as const, color: '#7f8c8d', label: 'Node floor (compile + init)' },
+  ];
+  const W = 420, H = 300, m = 50;
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W * 2 + 20}" height="${H + 40}" font-family="sans-serif" font-size="11">`;
+  svg += `<rect width="100%" height="100%" fill="white"/>`;
+  panels.forEach((p, i) => {
+    const ox = i * (W + 20);
+    const xs = p.rows.map(p.x);
+    const ys = p.rows.flatMap((r) => series.map((s) => r[s.key] as number)).filter(Number.isFinite);
+    const xMax = Math.max(1, ...xs), yMax = Math.max(1, ...ys);
+    const px = (x: number) => ox + m + (x / xMax) * (W - m - 10);
+    const py = (y: number) => H - m + 20 - (y / yMax) * (H - m - 10);
+    svg += `<text x="${ox + W / 2}" y="14" text-anchor="middle" font-weight="bold">${p.title}</text>`;
+    svg += `<line x1="${px(0)}" y1="${py(0)}" x2="${px(xMax)}" y2="${py(0)}" stroke="black"/><line x1="${px(0)}" y1="${py(0)}" x2="${px(0)}" y2="${py(yMax)}" stroke="black"/>`;
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      svg += `<text x="${px(0) - 4}" y="${py(yMax * t) + 4}" text-anchor="end">${Math.round(yMax * t)} ms</text>`;
+      svg += `<text x="${px(xMax * t)}" y="${py(0) + 14}" text-anchor="middle">${+(xMax * t).toFixed(1)}</text>`;
+    }
+    for (const s of series) {
+      const points = p.rows.filter((r) => Number.isFinite(r[s.key] as number)).map((r) => `${px(p.x(r))},${py(r[s.key] as number)}`);
+      svg += `<polyline points="${points.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`;
+      for (const pt of points) svg += `<circle cx="${pt.split(',')[0]}" cy="${pt.split(',')[1]}" r="3" fill="${s.color}"/>`;
+    }
+    series.forEach((s, k) => {
+      svg += `<rect x="${ox + m + 10}" y="${30 + k * 14}" width="10" height="10" fill="${s.color}"/><text x="${ox + m + 24}" y="${39 + k * 14}">${s.label}</text>`;
+    });
+  });
+  return `${svg}</svg>\n`;
+}
