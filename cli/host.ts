@@ -2,7 +2,7 @@
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { WizError } from '../src/errors.ts';
 
-/** Host options, as plain data (they cross to a worker thread when a time limit is set). */
+/** Host options, as plain data (they cross to a child process when a time limit is set). */
 export interface HostOptions {
   allowWasi: boolean;
   inheritStdio: boolean;
@@ -71,7 +71,9 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
     }
     try {
       const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
-      const instance = await WebAssembly.instantiate(module, stubsFor(module, imports, name));
+      // Preloads see the modules preloaded before them, nothing else: WASI here is bound to the main module's memory.
+      const earlier = Object.fromEntries(Object.entries(imports).filter(([m]) => m !== WASI_MODULE));
+      const instance = await WebAssembly.instantiate(module, stubsFor(module, earlier, name));
       imports[name] = instance.exports as WebAssembly.ModuleImports;
     } catch (e) {
       throw new WizError('invalid', `--preload ${name}: ${(e as Error).message.replace(/^WebAssembly\.\w+\(\): /, '')}`);
@@ -82,9 +84,10 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
     imports,
     bind(instance) {
       if (!wasi) return;
-      const exported = instance.exports.memory ?? instance.exports.__wizer_memory_0;
-      memory = exported instanceof WebAssembly.Memory ? exported : undefined;
-      wasi.finalizeBindings(instance, memory ? { memory } : undefined);
+      // WASI reads and writes the guest's memory: its `memory` export by convention, else its first memory.
+      const candidates = [instance.exports.memory, instance.exports.__wizer_memory_0, ...Object.values(instance.exports)];
+      memory = candidates.find((m): m is WebAssembly.Memory => m instanceof WebAssembly.Memory);
+      wasi.finalizeBindings(instance, { memory: memory ?? new WebAssembly.Memory({ initial: 0 }) });
     },
     close() {
       for (const fd of fds) closeSync(fd);
@@ -146,28 +149,40 @@ function watchNondeterminism(
   };
   let state = 0x2545f491; // xorshift32 seed: the same stream on every run
   let now = 0n;
-  const wrapped: WebAssembly.ModuleImports = { ...wasi };
-  wrapped.random_get = (ptr: number, len: number) => {
-    once('random', 'the module read random bytes (random_get) during init: every instance of the snapshot starts with the same ones (pass --deterministic for reproducible builds, and reseed at run time)');
+  const EOVERFLOW = 61; // what Node's WASI returns for a range outside guest memory
+  const EINVAL = 28;
+  /** A view of guest memory, or undefined when the range is out of bounds. */
+  const guest = (ptr: number, len: number) => {
     const mem = memory();
-    if (!deterministic || !mem) return (wasi.random_get as (p: number, l: number) => number)(ptr, len);
-    const view = new Uint8Array(mem.buffer, ptr >>> 0, len >>> 0);
-    for (let i = 0; i < view.length; i++) {
+    const start = ptr >>> 0;
+    return mem && start + len <= mem.buffer.byteLength ? new DataView(mem.buffer, start, len) : undefined;
+  };
+  const wrapped: WebAssembly.ModuleImports = { ...wasi };
+  const forward = (name: string, args: unknown[]) => (wasi[name] as (...a: unknown[]) => number)(...args);
+  wrapped.random_get = (...args: unknown[]) => {
+    once('random', 'the module read random bytes (random_get) during init: every instance of the snapshot starts with the same ones (pass --deterministic for reproducible builds, and reseed at run time)');
+    if (!deterministic) return forward('random_get', args);
+    const [ptr, len] = args as [number, number];
+    const view = guest(ptr, len >>> 0);
+    if (!view) return EOVERFLOW;
+    for (let i = 0; i < view.byteLength; i++) {
       state ^= state << 13;
       state ^= state >>> 17;
       state ^= state << 5;
-      view[i] = state & 0xff;
+      view.setUint8(i, state & 0xff);
     }
     return 0;
   };
   for (const name of CLOCK_FUNCS) {
-    wrapped[name] = (id: number, precisionOrPtr: bigint | number, ptr?: number) => {
+    // clock_time_get(id, precision, result_ptr) and clock_res_get(id, result_ptr)
+    wrapped[name] = (...args: unknown[]) => {
       once('clock', `the module read a clock (${name}) during init: the time it read is baked into the snapshot (pass --deterministic for reproducible builds)`);
-      const mem = memory();
-      if (!deterministic || !mem) return (wasi[name] as (...a: unknown[]) => number)(id, precisionOrPtr, ptr);
-      const out = name === 'clock_time_get' ? ptr! : (precisionOrPtr as number);
-      const value = name === 'clock_time_get' ? (now += 1_000_000n) : 1_000_000n;
-      new DataView(mem.buffer).setBigUint64(out >>> 0, value, true);
+      if (!deterministic) return forward(name, args);
+      const id = args[0] as number;
+      if (id < 0 || id > 3) return EINVAL;
+      const view = guest(args[args.length - 1] as number, 8);
+      if (!view) return EOVERFLOW;
+      view.setBigUint64(0, name === 'clock_time_get' ? (now += 1_000_000n) : 1_000_000n, true);
       return 0;
     };
   }

@@ -1,4 +1,5 @@
-// One run of wiz init or wiz snapshot, from plain data, so that it can also run in a worker thread.
+// One run of wiz init or wiz snapshot, from plain data, so that it can also run in a child process.
+import { writeSync } from 'node:fs';
 import { parseInstrumented } from '../src/instrument/reparse.ts';
 import { preinitialize, snapshot } from '../src/preinitialize.ts';
 import { instantiate } from '../src/run/initialize.ts';
@@ -8,6 +9,8 @@ import { createHost, type HostOptions } from './host.ts';
 
 interface CommonJob {
   input: Uint8Array;
+  /** Call results go to stderr: the module goes to stdout. */
+  printToStderr: boolean;
   renames: string[];
   keepInstrumentation?: boolean;
   host: HostOptions;
@@ -31,6 +34,17 @@ export interface JobOutput {
   warn(line: string): void;
   /** Results of `--invoke` calls. */
   print(line: string): void;
+}
+
+/**
+ * Writes straight to the file descriptors, as the guest's WASI output does, so the lines keep their order
+ * with the guest's, also from a child process.
+ */
+export function directOutput(job: Job): JobOutput {
+  return {
+    warn: (line) => writeSync(2, `wiz: warning: ${line}\n`),
+    print: (line) => writeSync(job.printToStderr ? 2 : 1, `${line}\n`),
+  };
 }
 
 /** Runs a job and returns the output module. */

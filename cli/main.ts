@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { isWizError, WizError, type WizErrorCode } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
@@ -7,8 +8,8 @@ import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
 import { readProvenance } from '../src/snapshot/provenance.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
-import { runJob, type Job, type JobOutput } from './job.ts';
-import type { WorkerReply } from './worker.ts';
+import { directOutput, runJob, type Job } from './job.ts';
+import type { ChildReply } from './child.ts';
 
 const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
 
@@ -21,15 +22,22 @@ const FEATURE_FLAGS = ['multi-memory', 'multi-value', 'bulk-memory', 'simd', 're
  */
 const BOOLEAN_FLAGS = ['--keep-init-func', '--keep-instrumentation', '--inherit-stdio', '--inherit-env', '--relaxed-simd-deterministic', ...FEATURE_FLAGS];
 
-/** Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag`, for the flags above. */
-export function normalizeBooleanFlags(argv: readonly string[]): string[] {
-  return argv.map((arg) => {
+/** Short options that take a value, which the reference also accepts as `-o=FILE`. */
+const SHORT_WITH_VALUE = ['-o', '-f', '-r'];
+
+/**
+ * Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag` for the boolean flags above, and
+ * `-o=FILE` to `-o FILE`, as the reference's command line reads them.
+ */
+export function normalizeArgs(argv: readonly string[]): string[] {
+  return argv.flatMap((arg) => {
     const eq = arg.indexOf('=');
     const flag = eq < 0 ? '' : arg.slice(0, eq);
-    if (!BOOLEAN_FLAGS.includes(flag)) return arg;
+    if (SHORT_WITH_VALUE.includes(flag)) return [flag, arg.slice(eq + 1)];
+    if (!BOOLEAN_FLAGS.includes(flag)) return [arg];
     const value = arg.slice(eq + 1);
-    if (value === 'true') return flag;
-    if (value === 'false') return `--no-${flag.slice(2)}`;
+    if (value === 'true') return [flag];
+    if (value === 'false') return [`--no-${flag.slice(2)}`];
     throw new CommanderError(2, 'wiz.usage', `${flag} takes true or false, not "${value}"`);
   });
 }
@@ -116,8 +124,9 @@ function program(): Command {
       const job: Job = {
         kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
         renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
+        printToStderr: output === '-',
       };
-      writeOutput(output, await execute(job, opts, output));
+      writeOutput(output, await execute(job, opts));
     });
 
   const snap = cli.command('snapshot')
@@ -129,9 +138,9 @@ function program(): Command {
       const output = outputPath(opts.output);
       const job: Job = {
         kind: 'snapshot', input: readInput(input), invoke: opts.invoke, renames: opts.renameFunc,
-        keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
+        keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-',
       };
-      writeOutput(output, await execute(job, opts, output));
+      writeOutput(output, await execute(job, opts));
     });
 
   cli.command('provenance')
@@ -144,37 +153,42 @@ function program(): Command {
   return cli;
 }
 
-/** Runs a job here, or in a worker thread that is stopped when `--init-timeout` runs out. */
-async function execute(job: Job, opts: CommonOptions, output: string): Promise<Uint8Array> {
+/** The longest time limit a timer can hold (2^31 - 1 ms). */
+const MAX_TIMEOUT_SECONDS = 2147483;
+
+/** Runs a job here, or in a child process that is killed when `--init-timeout` runs out. */
+async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array> {
   if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
-  // Call results go to stdout, unless the module does.
-  const out: JobOutput = { warn, print: (line) => (output === '-' ? process.stderr : process.stdout).write(`${line}\n`) };
-  if (opts.initTimeout === undefined) return runJob(job, out);
+  if (opts.initTimeout === undefined) return runJob(job, directOutput(job));
   const seconds = Number(opts.initTimeout);
-  if (!(seconds > 0) || !Number.isFinite(seconds)) {
-    throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a positive number of seconds, not "${opts.initTimeout}"`);
+  if (!(seconds > 0) || seconds > MAX_TIMEOUT_SECONDS) {
+    throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}, not "${opts.initTimeout}"`);
   }
-  const worker = new Worker(new URL(fromSources ? './worker.ts' : './worker.js', import.meta.url), { workerData: job, stdout: false, stderr: false });
+  const child = fork(fileURLToPath(new URL(fromSources ? './child.ts' : './child.js', import.meta.url)), [], {
+    serialization: 'advanced', // the module's bytes go both ways as typed arrays
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+  });
   return new Promise<Uint8Array>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      const what = job.kind === 'init' ? 'initialization' : 'the --invoke calls';
-      reject(new WizError('timeout', `${what} did not finish within ${seconds} s (--init-timeout); stopped it, nothing written`));
-    }, seconds * 1000);
+    let settled = false;
     const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      void worker.terminate();
       f();
     };
-    worker.on('message', (m: WorkerReply) => {
-      if ('warn' in m) out.warn(m.warn);
-      else if ('print' in m) out.print(m.print);
-      else if ('ok' in m) settle(() => resolve(m.ok));
-      else if ('error' in m) settle(() => reject(new WizError(m.error.code as WizErrorCode, m.error.message)));
-      else settle(() => reject(new Error(m.internal)));
-    });
-    worker.on('error', (e) => settle(() => reject(e)));
-    worker.on('exit', (code) => settle(() => reject(new Error(`the worker exited (code ${code}) without a result`))));
+    const timer = setTimeout(() => settle(() => {
+      child.kill('SIGKILL');
+      const what = job.kind === 'init' ? 'initialization' : 'the --invoke calls';
+      reject(new WizError('timeout', `${what} did not finish within ${seconds} s (--init-timeout); stopped it, nothing written`));
+    }), seconds * 1000);
+    child.on('message', (m: ChildReply) => settle(() => {
+      if ('ok' in m) resolve(m.ok);
+      else if ('error' in m) reject(new WizError(m.error.code as WizErrorCode, m.error.message));
+      else reject(new Error(m.internal));
+    }));
+    child.on('error', (e) => settle(() => reject(e)));
+    child.on('exit', (code, signal) => settle(() => reject(new Error(`the child process ended (${signal ?? `code ${code}`}) without a result`))));
+    child.send(job);
   });
 }
 
@@ -188,7 +202,7 @@ function outputPath(output: string | undefined): string {
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await program().parseAsync(normalizeBooleanFlags(argv), { from: 'user' });
+    await program().parseAsync(normalizeArgs(argv), { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has printed its own message (help, version, usage errors) unless the error is ours.

@@ -50,24 +50,30 @@ export async function snapshot(
   options: SnapshotOptions = {},
 ): Promise<Uint8Array> {
   const { context, reparsed } = instrumented;
-  const state = takeSnapshot(instrumented, await instanceReader(instrumented, instance));
+  // Everything asynchronous first; then the state is read and written in one synchronous run, so that nothing
+  // (a host task, a timer) can change the instance between reading one part of its state and another.
   const customSections = [];
   if (options.provenance ?? (options.keepInstrumentation || reparsed)) {
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
-  const output = rewrite(context, state, {
+  const reader = await instanceReader(instrumented, instance);
+  const output = rewrite(context, takeSnapshot(instrumented, reader), {
     ...options,
     keepInstrumentation: options.keepInstrumentation ? instrumented : undefined,
     replacePreviousSegments: reparsed,
     customSections,
   });
-  // Never write an invalid module. The one way an input can cause it: code that refers to the data segments
-  // holding a previous snapshot (which wiz replaces), in a re-parsed module that wiz did not write.
-  if (!WebAssembly.validate(output as Uint8Array<ArrayBuffer>)) {
-    if (reparsed && context.dataSegments.at(-1)?.mode === 'active') {
-      throw new WizError('instrumentation', 'the module\'s code refers to the data segments that hold its previous snapshot, which wiz never writes; refusing it');
-    }
-    throw new WizError('invalid', 'the snapshot came out invalid (a bug in wiz: please report it with the input module)');
+  // Never write an invalid module.
+  try {
+    await WebAssembly.compile(output as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    const why = String((e as Error).message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
+    // The one way an input can cause it: code that refers to the data segments holding a previous snapshot
+    // (which wiz replaces), in a re-parsed module that wiz did not write.
+    const hint = reparsed && context.dataSegments.at(-1)?.mode === 'active'
+      ? ': the module\'s code may refer to the data segments that hold its previous snapshot, which wiz never writes'
+      : ' (a bug in wiz: please report it with the input module)';
+    throw new WizError('invalid', `the snapshot came out invalid (${why})${hint}`);
   }
   return output;
 }

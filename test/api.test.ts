@@ -48,6 +48,25 @@ describe('library API', () => {
     expect(WebAssembly.Module.exports(new WebAssembly.Module(output as BufferSource)).map((e) => e.name)).toEqual(['memory', 'n', 'wizer-initialize', 'step', 'x']);
   });
 
+  it('snapshot reads one consistent state, even if the host keeps running the instance meanwhile', async () => {
+    const input = await wat(`(module (memory (export "memory") 1) (global $n (export "n") (mut i32) (i32.const 0))
+      (func (export "wizer-initialize"))
+      (func (export "tick") (global.set $n (i32.add (global.get $n) (i32.const 1))) (i32.store (i32.const 0) (global.get $n))))`);
+    const instrumented = instrument(input);
+    const { instance } = await WebAssembly.instantiate(instrumented.bytes as BufferSource);
+    const tick = instance.exports.tick as () => void;
+    tick();
+    // The host's timers and promise callbacks keep ticking while snapshot() awaits.
+    const interval = setInterval(tick, 0);
+    const ticking = (async () => { for (let i = 0; i < 50; i++) { await Promise.resolve(); tick(); } })();
+    const output = await snapshot(instrumented, instance, { provenance: true });
+    clearInterval(interval);
+    await ticking;
+    const { instance: copy } = await WebAssembly.instantiate(output as BufferSource);
+    const n = (copy.exports.n as WebAssembly.Global).value as number;
+    expect(new Uint32Array((copy.exports.memory as WebAssembly.Memory).buffer, 0, 1)[0]).toBe(n);
+  });
+
   it('preinitialize equals running the init function live', async () => {
     const input = await wat(counter);
     expect(await observe(await preinitialize(input))).toEqual(await observe(input, { init: 'wizer-initialize' }));

@@ -134,6 +134,12 @@ const bad: BadCase[] = [
     input: () => wat(`(module (func (export "two\\nlines")))`),
     message: /its exported functions: "two\\nlines"/,
   },
+  {
+    name: 'a code section whose function count is absurd (no hang: the engine\'s verdict)',
+    input: () => new Uint8Array([...header, 10, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+    message: /^wiz: invalid module: /,
+  },
+  { name: 'a rename of a reserved name', input: () => wat(`(module ${init('')} (memory 1))`), args: ['-r', 'mem=__wizer_memory_0'], message: /rename "mem=__wizer_memory_0": names starting with __wizer_ are reserved/ },
   { name: 'a rename to a reserved name', input: () => wat(`(module ${init('')} (func (export "f")))`), args: ['-r', '__wizer_memory_0=f'], message: /rename "__wizer_memory_0=f": names starting with __wizer_ are reserved/ },
   { name: 'a bad boolean value', input: () => wat(`(module ${init('')})`), args: ['--keep-init-func=yes'], message: /--keep-init-func takes true or false, not "yes"/ },
 ];
@@ -235,6 +241,14 @@ describe('wiz init input and output', () => {
     const exportsOf = async (bytes: Uint8Array) => WebAssembly.Module.exports(await WebAssembly.compile(bytes as BufferSource)).map((e) => e.name);
     expect(await exportsOf(wizInit(input, ['--keep-init-func=true']).output!)).toContain('wizer-initialize');
     expect(await exportsOf(wizInit(input, ['--keep-init-func=false']).output!)).not.toContain('wizer-initialize');
+  });
+
+  it('takes the reference\'s -o=FILE, -f=NAME and --dir=DIR forms', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await wat(`(module (func (export "setup")))`));
+    const r = wiz(['init', join(dir, 'in.wasm'), `-o=${join(dir, 'o.wasm')}`, '-f=setup', `--dir=${dir}`, '--allow-wasi']);
+    expect(r.stderr).toBe('');
+    expect(existsSync(join(dir, 'o.wasm'))).toBe(true);
   });
 
   it('a boolean flag does not swallow the input path', async () => {

@@ -184,7 +184,7 @@ describe('bad host flags', () => {
     ['--dir without --allow-wasi', ['--dir', '/tmp'], /^wiz: --dir, --mapdir and --deterministic need --allow-wasi\n$/],
     ['a missing preload file', ['--preload', 'x=/nonexistent.wasm'], /^wiz: --preload x: cannot read "\/nonexistent\.wasm"\n$/],
     ['a malformed preload', ['--preload', 'nofile'], /^wiz: --preload "nofile" is not of the form name=file\.wasm\n$/],
-    ['a bad time limit', ['--init-timeout', 'soon'], /^wiz: --init-timeout takes a positive number of seconds, not "soon"\n$/],
+    ['a bad time limit', ['--init-timeout', 'soon'], /^wiz: --init-timeout takes a number of seconds above 0 and at most 2147483, not "soon"\n$/],
     ['a bad --inherit-stdio value', ['--inherit-stdio=maybe'], /^wiz: --inherit-stdio takes true or false, not "maybe"\n$/],
   ];
   for (const [name, args, message] of cases) {
@@ -200,5 +200,73 @@ describe('bad host flags', () => {
     const r = wizInit(await trivial(), ['--wasm-simd=true', '--wasm-bulk-memory', '--wasm-multi-memory=false']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+  });
+});
+
+describe('host corner cases', () => {
+  it('a module without a memory may still use WASI', async () => {
+    const input = await wat(`(module (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+      (global $g (export "g") (mut i32) (i32.const 9)) (func (export "wizer-initialize") (global.set $g (call $y))))`);
+    const r = wizInit(input, ['--allow-wasi']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(await results(r.output!)).toEqual({});
+  });
+
+  it('clock_res_get and out-of-bounds pointers behave as the host\'s WASI would, also with --deterministic', async () => {
+    const input = await wat(`(module
+      (import "wasi_snapshot_preview1" "clock_res_get" (func $res (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (global $res (mut i32) (i32.const -1)) (global $oob (mut i32) (i32.const -1))
+      (func (export "wizer-initialize")
+        (global.set $res (call $res (i32.const 1) (i32.const 0)))
+        (global.set $oob (call $random (i32.const 65530) (i32.const 8))))
+      (func (export "res") (result i32) (global.get $res))
+      (func (export "oob") (result i32) (global.get $oob)))`);
+    for (const flags of [['--allow-wasi'], ['--allow-wasi', '--deterministic']]) {
+      const r = wizInit(input, flags);
+      expect(r.status, r.stderr).toBe(0);
+      expect(await results(r.output!)).toEqual({ res: '0', oob: '61' });
+    }
+  });
+
+  it('a preloaded module gets no WASI (it would write into the main module\'s memory)', async () => {
+    const dir = tempDir();
+    const preload = join(dir, 'helper.wasm');
+    writeFileSync(preload, await wat(`(module (import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))
+      (memory 1) (func (export "noise") (result i32) (call $r (i32.const 0) (i32.const 4))))`));
+    const input = await wat(`(module (import "helper" "noise" (func $noise (result i32))) (memory (export "memory") 1)
+      (func (export "wizer-initialize") (drop (call $noise))))`);
+    const r = wizInit(input, ['--allow-wasi', '--preload', `helper=${preload}`]);
+    expect(r.stderr).toMatch(/^wiz: the preloaded module "helper" called its import "wasi_snapshot_preview1" "random_get", which wiz does not provide\n$/);
+    expect(r.status).toBe(1);
+  });
+
+  it('proc_exit during init is reported as such', async () => {
+    const input = await wat(`(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32))) (memory (export "memory") 1)
+      (func (export "wizer-initialize") (call $exit (i32.const 3))))`);
+    const r = wizInit(input, ['--allow-wasi']);
+    expect(r.stderr).toBe('wiz: the init function "wizer-initialize" exited the program (proc_exit) instead of returning\n');
+    expect(r.status).toBe(1);
+  });
+
+  it('--init-timeout stops an init blocked in a WASI sleep, without waiting for it', async () => {
+    // poll_oneoff on one clock subscription of 100 s: userdata, tag 0 (clock), clock id 1, timeout, precision, flags.
+    const input = await wat(`(module (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "wizer-initialize")
+        (i32.store8 (i32.const 8) (i32.const 0))
+        (i32.store (i32.const 16) (i32.const 1))
+        (i64.store (i32.const 24) (i64.const 100000000000))
+        (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))`);
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), input);
+    const { spawnSync } = await import('node:child_process');
+    const { WIZ_BIN } = await import('./helpers/run.ts');
+    const r = spawnSync(process.execPath, [WIZ_BIN, 'init', join(dir, 'in.wasm'), '-o', join(dir, 'out.wasm'), '--allow-wasi', '--init-timeout', '1'], { timeout: 30_000 });
+    expect(r.signal).toBeNull(); // it exited by itself, long before the 100 s sleep ended
+    expect(r.stderr.toString()).toBe('wiz: initialization did not finish within 1 s (--init-timeout); stopped it, nothing written\n');
+    expect(r.status).toBe(1);
   });
 });

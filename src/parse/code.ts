@@ -37,8 +37,9 @@ for (const op of [0x0e, 0x1c, 0x1f, 0x26, 0xfb, 0xfc, 0xfd, 0xfe]) KIND[op] = SP
 
 /**
  * Finds the first instruction in the code section that changes a table, drops a segment or writes a GC object,
- * as the reference refuses them wherever they appear. The module must already have been validated by the
- * engine: the decoder skips immediates without re-checking what the validator checked.
+ * as the reference refuses them wherever they appear. It runs while the engine validates the module, so it does
+ * not trust the bytes: every loop is bounded by the section's end, and on a malformed module it stops (the
+ * engine's verdict is the one reported).
  */
 export function findStateChange(ctx: ModuleContext): Finding | undefined {
   const section = findSection(ctx, 10);
@@ -57,12 +58,13 @@ export function findStateChange(ctx: ModuleContext): Finding | undefined {
     return result;
   };
 
+  const sectionEnd = section.end;
   const count = u32();
-  for (let f = 0; f < count; f++) {
+  for (let f = 0; f < count && pos < sectionEnd; f++) {
     const size = u32();
-    const end = pos + size;
+    const end = Math.min(pos + size, sectionEnd);
     const func = ctx.importedFunctions + f;
-    for (let groups = u32(); groups > 0; groups--) {
+    for (let groups = u32(); groups > 0 && pos < end; groups--) {
       while (b[pos++]! & 0x80); // count
       const t = b[pos++]!;
       if (t === 0x63 || t === 0x64) while (b[pos++]! & 0x80); // (ref null? ht)
@@ -111,9 +113,9 @@ export function findStateChange(ctx: ModuleContext): Finding | undefined {
     function special(op: number): string | undefined {
       switch (op) {
         case 0x26: return 'table.set';
-        case 0x0e: for (let n = u32() + 1; n > 0; n--) u32(); return undefined; // br_table: labels and the default
+        case 0x0e: for (let n = u32() + 1; n > 0 && pos < end; n--) u32(); return undefined; // br_table: labels and the default
         case 0x1c: // select t*
-          for (let n = u32(); n > 0; n--) {
+          for (let n = u32(); n > 0 && pos < end; n--) {
             const t = b[pos++]!;
             if (t === 0x63 || t === 0x64) u32();
           }
@@ -121,7 +123,7 @@ export function findStateChange(ctx: ModuleContext): Finding | undefined {
         case 0x1f: // try_table: block type, catch clauses
           if (b[pos] === 0x63 || b[pos] === 0x64) pos++;
           u32();
-          for (let n = u32(); n > 0; n--) {
+          for (let n = u32(); n > 0 && pos < end; n--) {
             if (b[pos++]! <= 1) u32(); // catch / catch_ref: a tag
             u32();
           }

@@ -191,6 +191,8 @@ function newTag(ctx: ModuleContext, typeIndex: number, name: string): WebAssembl
 /** One line for why a run failed: a trap, a stack overflow, an uncaught exception, or a call to a stub. */
 function failure(what: string, e: unknown, called: UnknownImportCall[]): WizError {
   if (called[0]) return called[0];
+  // Node's WASI ends proc_exit by throwing a symbol.
+  if (typeof e === 'symbol') return new WizError('trap', `${what} exited the program (proc_exit) instead of returning`);
   if (e instanceof WizError) return e;
   if (e instanceof WebAssembly.RuntimeError) return new WizError('trap', `${what} trapped: ${e.message}`);
   if (e instanceof RangeError && /call stack/i.test(e.message)) {

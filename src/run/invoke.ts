@@ -36,7 +36,7 @@ function convert(text: string, type: ValType, spec: string): number | bigint {
   };
   switch (type) {
     case 'i32': {
-      const v = /^[+-]?(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? Number(text) : NaN;
+      const v = /^[+-]?(0x[0-9a-f]+|[0-9]+)$/i.test(text) ? (text.startsWith('-') ? -1 : 1) * Number(text.replace(/^[+-]/, '')) : NaN;
       if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 32) bad();
       return v | 0;
     }

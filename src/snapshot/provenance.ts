@@ -1,4 +1,5 @@
 import { WizError } from '../errors.ts';
+import { BinaryReader } from '../parse/reader.ts';
 import type { ModuleContext } from '../parse/types.ts';
 
 /** The custom section in which a snapshot records where it came from. Informational: never trusted. */
@@ -16,8 +17,9 @@ export function readProvenance(ctx: ModuleContext): Provenance | undefined {
   const section = ctx.sections.find((s) => s.id === 0 && s.name === PROVENANCE_SECTION);
   if (!section) return undefined;
   // The content follows the section's name.
-  const nameBytes = new TextEncoder().encode(PROVENANCE_SECTION).length;
-  const body = ctx.bytes.subarray(section.end - (section.end - section.contentStart - nameBytes - 1), section.end);
+  const r = new BinaryReader(ctx.bytes, section.contentStart, section.end);
+  r.name();
+  const body = ctx.bytes.subarray(r.pos, section.end);
   try {
     const value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as Partial<Provenance>;
     if (Number.isSafeInteger(value.generation) && value.generation! >= 0 && typeof value.parent === 'string' && /^sha256:[0-9a-f]{64}$/.test(value.parent)) {

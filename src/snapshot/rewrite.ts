@@ -130,7 +130,9 @@ export function parseRenames(specs: readonly string[]): Map<string, string> {
     }
     const dst = spec.slice(0, eq);
     const src = spec.slice(eq + 1);
-    if (dst.startsWith(WIZER_PREFIX)) throw new WizError('usage', `rename "${spec}": names starting with ${WIZER_PREFIX} are reserved for wiz`);
+    if (dst.startsWith(WIZER_PREFIX) || src.startsWith(WIZER_PREFIX)) {
+      throw new WizError('usage', `rename "${spec}": names starting with ${WIZER_PREFIX} are reserved for wiz`);
+    }
     if (bySource.has(src)) throw new WizError('usage', `export "${src}" is renamed more than once`);
     if (destinations.has(dst)) throw new WizError('usage', `more than one export is renamed to "${dst}"`);
     bySource.set(src, dst);

@@ -52,12 +52,18 @@ const VALTYPE_BYTE: Record<string, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, 
  * Reads a live instance of an instrumented module. `WebAssembly.Global#value` loses NaN payloads and cannot
  * read v128 at all, so globals are read by a small generated module that imports the `__wizer_global_*`
  * exports and stores their bits into its own memory in one call; stores copy bits exactly.
+ *
+ * Preparing the reader is asynchronous (browsers compile modules over 4 KiB only asynchronously); reading is
+ * not: the globals are read at the first `readGlobal`, so a caller that reads everything in one synchronous
+ * run gets one consistent state.
  */
 export async function instanceReader(instrumented: InstrumentedModule, instance: WebAssembly.Instance): Promise<StateReader> {
   const exports = instance.exports;
-  const dump = instrumented.globals.length > 0 ? await dumpGlobals(instrumented, exports) : new Map<number, GlobalBits>();
+  const dumper = instrumented.globals.length > 0 ? await globalDumper(instrumented, exports) : () => new Map<number, GlobalBits>();
+  let dump: Map<number, GlobalBits> | undefined;
   return {
     readGlobal(index) {
+      dump ??= dumper();
       const bits = dump.get(index);
       if (!bits) throw new Error(`global ${index} is not instrumented`);
       return bits;
@@ -73,7 +79,7 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
   };
 }
 
-async function dumpGlobals(instrumented: InstrumentedModule, exports: WebAssembly.Exports): Promise<Map<number, GlobalBits>> {
+async function globalDumper(instrumented: InstrumentedModule, exports: WebAssembly.Exports): Promise<() => Map<number, GlobalBits>> {
   const layout = instrumented.globals.map((g) => ({ ...g, store: storeOf(g.type), offset: 0 }));
   let size = 0;
   for (const slot of layout) {
@@ -99,9 +105,11 @@ async function dumpGlobals(instrumented: InstrumentedModule, exports: WebAssembl
       ? `the instance's export "${g.exportName}" is not a mutable ${g.type} global`
       : `cannot read the instance's globals: ${String(e)}`);
   }
-  (reader.exports.dump as () => void)();
-  const memory = new Uint8Array((reader.exports.m as WebAssembly.Memory).buffer);
-  return new Map(layout.map((g) => [g.index, memory.slice(g.offset, g.offset + g.store.size)]));
+  return () => {
+    (reader.exports.dump as () => void)();
+    const memory = new Uint8Array((reader.exports.m as WebAssembly.Memory).buffer);
+    return new Map(layout.map((g) => [g.index, memory.slice(g.offset, g.offset + g.store.size)]));
+  };
 }
 
 function storeOf(type: ValType) {

@@ -1,0 +1,19 @@
+// Runs one job in a child process, so that the parent can kill it when its time is up: a worker thread
+// blocked in a host call (a WASI sleep or read) could not be stopped, and would keep wiz from exiting.
+import { isWizError } from '../src/errors.ts';
+import { directOutput, runJob, type Job } from './job.ts';
+
+export type ChildReply =
+  | { ok: Uint8Array }
+  | { error: { code: string; message: string } }
+  | { internal: string };
+
+process.once('message', async (job: Job) => {
+  let reply: ChildReply;
+  try {
+    reply = { ok: await runJob(job, directOutput(job)) };
+  } catch (e) {
+    reply = isWizError(e) ? { error: { code: e.code, message: e.message } } : { internal: e instanceof Error ? e.message : String(e) };
+  }
+  process.send!(reply, () => process.exit(0));
+});
