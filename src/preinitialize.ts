@@ -4,6 +4,7 @@ import { instrument, type InstrumentedModule } from './instrument/instrument.ts'
 import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
 import { rewrite, type RewriteOptions } from './snapshot/rewrite.ts';
+import { snapshotSegments } from './snapshot/segments.ts';
 import { instanceReader, takeSnapshot } from './snapshot/state.ts';
 
 export interface PreinitializeOptions extends InitializeOptions {
@@ -57,15 +58,19 @@ export async function snapshot(
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
   const reader = await instanceReader(instrumented, instance);
-  const output = rewrite(context, takeSnapshot(instrumented, reader), {
+  const state = takeSnapshot(instrumented, reader);
+  const rewriteOptions = {
     ...options,
     keepInstrumentation: options.keepInstrumentation ? instrumented : undefined,
     replacePreviousSegments: reparsed,
     customSections,
-  });
-  // Never write an invalid module.
+    segments: snapshotSegments(state.memories),
+  };
+  const output = rewrite(context, state, rewriteOptions);
+  // Never write an invalid module. Validating its skeleton (the segments' bytes left out) is equivalent and
+  // does not copy hundreds of MB of memory into the engine once more.
   try {
-    await WebAssembly.compile(output as Uint8Array<ArrayBuffer>);
+    await WebAssembly.compile(rewrite(context, state, { ...rewriteOptions, skeleton: true }) as Uint8Array<ArrayBuffer>);
   } catch (e) {
     const why = String((e as Error).message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
     // The one way an input can cause it: code that refers to the data segments holding a previous snapshot

@@ -125,3 +125,24 @@ describe('rewrite', () => {
     expect([...output.subarray(seg.start, seg.start + 8)]).toEqual([0x00, 0x41, 0x81, 0x80, 0x80, 0x80, 0x78, 0x0b]);
   });
 });
+
+describe('the output skeleton used for validation', () => {
+  it('is the output with each new segment emptied: same sections, same segment count and offsets', async () => {
+    const { rewrite } = await import('../src/snapshot/rewrite.ts');
+    const input = await wat(`(module (memory 1) (data (i32.const 0) "abc") (data "passive"))`);
+    const ctx = parseModule(input);
+    const memory = new Uint8Array(65536);
+    memory.set([1, 2, 3], 10);
+    memory.set([4], 100);
+    const state = { globals: new Map(), memories: [{ index: 0, pages: 1, bytes: memory }] };
+    const full = parseModule(rewrite(ctx, state, {}));
+    const skeletonBytes = rewrite(ctx, state, { skeleton: true });
+    const skeleton = parseModule(skeletonBytes);
+    expect(skeleton.dataSegments.map((s) => s.mode)).toEqual(full.dataSegments.map((s) => s.mode));
+    expect(skeleton.dataCount).toBe(full.dataCount);
+    // The last segment: flag 0, i32.const 100, end, length 0.
+    const last = skeleton.dataSegments.at(-1)!;
+    expect([...skeletonBytes.subarray(last.start, last.end)]).toEqual([0x00, 0x41, 0xe4, 0x00, 0x0b, 0x00]);
+    expect(WebAssembly.validate(skeletonBytes as BufferSource)).toBe(true);
+  });
+});

@@ -23,6 +23,13 @@ export interface RewriteOptions {
    * one generation after another).
    */
   replacePreviousSegments?: boolean;
+  /** The data segments, when the caller computed them already (by default, from the snapshot's memories). */
+  segments?: readonly NewSegment[];
+  /**
+   * Leave the new segments' bytes out (each written with length 0): a module that validates exactly when the
+   * full one does (bytes cannot make a module invalid), at a fraction of the cost for big memories.
+   */
+  skeleton?: boolean;
   /** Custom sections written at the end, replacing any input section of the same name. */
   customSections?: readonly { name: string; bytes: Uint8Array }[];
   /** Receives one-line warnings (e.g. a rename whose source is not exported). */
@@ -37,11 +44,11 @@ export interface RewriteOptions {
  */
 export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array {
   const renames = parseRenames(options.renames ?? []);
-  const segments = snapshotSegments(snapshot.memories);
+  const segments = options.segments ?? snapshotSegments(snapshot.memories);
   const kept = options.replacePreviousSegments ? ctx.dataSegments.slice(0, firstOfTrailingActive(ctx)) : ctx.dataSegments;
   const edits = new Map<number, BinaryWriter | null>([
     [SectionId.start, null],
-    [SectionId.data, dataSection(ctx, kept, segments)],
+    [SectionId.data, dataSection(ctx, kept, segments, options.skeleton ?? false)],
   ]);
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
   if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot));
@@ -142,7 +149,7 @@ export function parseRenames(specs: readonly string[]): Map<string, string> {
 }
 
 /** Kept active segments become empty passive ones; passive segments stay; the snapshot's follow. */
-function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[]): BinaryWriter {
+function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[], skeleton: boolean): BinaryWriter {
   const w = new BinaryWriter().u32(kept.length + segments.length);
   for (const s of kept) {
     if (s.mode === 'active') w.byte(0x01).u32(0);
@@ -154,7 +161,8 @@ function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments:
     else w.byte(0x02).u32(s.memory);
     if (memory64.get(s.memory)) w.byte(0x42).s64(BigInt(s.offset));
     else w.byte(0x41).s32(s.offset | 0);
-    w.byte(0x0b).u32(s.bytes.length).raw(s.bytes);
+    if (skeleton) w.byte(0x0b).u32(0);
+    else w.byte(0x0b).u32(s.bytes.length).raw(s.bytes);
   }
   return w;
 }
