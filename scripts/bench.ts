@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import wabtInit from 'wabt';
 import { BinaryWriter } from '../src/parse/writer.ts';
 import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from './build-c-fixtures.ts';
+import { benchEngine } from './bench-engine.ts';
 
 const root = join(import.meta.dirname, '..');
 const dir = join(root, '.bench');
@@ -139,6 +140,26 @@ for (const c of corpus) {
   };
   rows.push({ ...row, ratio: +(row.wizMs / row.nativeMs).toFixed(2) });
   console.error(`measured ${c.name}`);
+}
+if (process.env.WIZ_BENCH_ENGINE !== '0') {
+  const engine = await benchEngine(root, pairs, (line) => console.error(line));
+  if (engine) {
+    const wizMs = Math.round(median(engine.wiz.map((r) => r.ms)));
+    const nativeMs = Math.round(median(engine.native.map((r) => r.ms)));
+    const start = performance.now();
+    const floor = spawnSync(process.execPath, [join(root, 'scripts', 'floor.mjs'), 'compile', join(dir, 'engine', 'input.wasm')]);
+    const floorMs = performance.now() - start;
+    rows.push({
+      module: 'componentize-js engine (SpiderMonkey, WASI)', sizeMB: +(engine.inputSize / 1e6).toFixed(2), wizMs, nativeMs,
+      compileFloorMs: floor.status === 0 ? Math.round(floorMs) : NaN, initFloorMs: NaN,
+      wizRssMB: engine.wiz[0]?.rssMB && Math.round(median(engine.wiz.map((r) => r.rssMB!))),
+      nativeRssMB: engine.native[0]?.rssMB && Math.round(median(engine.native.map((r) => r.rssMB!))),
+      wizOut: engine.wiz[0]!.size, nativeOut: engine.native[0]!.size,
+      ok: engine.wiz.every((r) => r.ok) && engine.native.every((r) => r.ok),
+      ratio: +(wizMs / nativeMs).toFixed(2),
+    });
+    console.error('measured the componentize-js engine');
+  }
 }
 console.log(`node ${process.version}, ${pairs} pairs after a warm-up, medians\n`);
 console.log('| module | MB | wiz ms | native ms | wiz/native | Node floor: compile / + init ms | wiz RSS MB | native RSS MB | wiz out | native out |');
