@@ -1,6 +1,7 @@
 // Runs one job in a child process, so that the parent can kill it when its time is up: a worker thread
 // blocked in a host call (a WASI sleep or read) could not be stopped, and would keep wiz from exiting.
 import { isWizError } from '../src/errors.ts';
+import { concat } from '../src/parse/writer.ts';
 import { directOutput, runJob, type Job } from './job.ts';
 
 export type ChildReply =
@@ -11,7 +12,8 @@ export type ChildReply =
 process.once('message', async (job: Job) => {
   let reply: ChildReply;
   try {
-    reply = { ok: await runJob(job, directOutput(job)) };
+    // One array crosses the process boundary (cloning views would clone whole memories).
+    reply = { ok: concat(await runJob(job, directOutput(job))) };
   } catch (e) {
     reply = isWizError(e) ? { error: { code: e.code, message: e.message } } : { internal: e instanceof Error ? e.message : String(e) };
   }

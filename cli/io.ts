@@ -18,10 +18,10 @@ export function readInput(path: string): Uint8Array {
  * Writes the output atomically: to a temporary file beside the target, flushed, then renamed over it. A
  * failure leaves no partial file, and the output may be the input file itself. `-` writes to stdout.
  */
-export function writeOutput(path: string, bytes: Uint8Array): void {
+export function writeOutput(path: string, parts: readonly Uint8Array[]): void {
   if (path === '-') {
     try {
-      writeAll(1, bytes);
+      writeParts(1, parts);
     } catch (e) {
       throw new WizError('usage', `cannot write stdout: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
@@ -31,7 +31,7 @@ export function writeOutput(path: string, bytes: Uint8Array): void {
   let fd: number | undefined;
   try {
     fd = openSync(temp, 'wx', 0o644);
-    writeAll(fd, bytes);
+    writeParts(fd, parts);
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
@@ -41,6 +41,29 @@ export function writeOutput(path: string, bytes: Uint8Array): void {
     rmSync(temp, { force: true });
     throw new WizError('usage', `cannot write "${path}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+/** Writes chunks in order: large ones as they are, small ones gathered first (no copy of the whole output). */
+function writeParts(fd: number, parts: readonly Uint8Array[]): void {
+  const GATHER = 1 << 16;
+  let pending: Uint8Array[] = [];
+  let pendingSize = 0;
+  const flush = () => {
+    if (pendingSize > 0) writeAll(fd, Buffer.concat(pending, pendingSize));
+    pending = [];
+    pendingSize = 0;
+  };
+  for (const part of parts) {
+    if (part.length >= GATHER) {
+      flush();
+      writeAll(fd, part);
+    } else {
+      pending.push(part);
+      pendingSize += part.length;
+      if (pendingSize >= GATHER) flush();
+    }
+  }
+  flush();
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

@@ -1,7 +1,7 @@
 // One run of wiz init or wiz snapshot, from plain data, so that it can also run in a child process.
 import { writeSync } from 'node:fs';
 import { parseInstrumented } from '../src/instrument/reparse.ts';
-import { preinitialize, snapshot } from '../src/preinitialize.ts';
+import { preinitializeParts, snapshotParts } from '../src/preinitialize.ts';
 import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
@@ -47,15 +47,15 @@ export function directOutput(job: Job): JobOutput {
   };
 }
 
-/** Runs a job and returns the output module. */
-export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array> {
+/** Runs a job and returns the output module, as chunks to write in order (views, not copies). */
+export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array[]> {
   if (job.kind === 'snapshot') parseRenames(job.renames); // refuse bad renames before running anything
   const instrumented = job.kind === 'snapshot' ? await parseInstrumented(job.input) : undefined;
   const calls = instrumented && job.kind === 'snapshot' ? job.invoke.map((spec) => parseInvocation(instrumented.context, spec)) : [];
   const host = await createHost(job.host, out.warn);
   try {
     if (job.kind === 'init') {
-      return await preinitialize(job.input, {
+      return await preinitializeParts(job.input, {
         initFunc: job.initFunc,
         keepInitFunc: job.keepInitFunc,
         renames: job.renames,
@@ -70,7 +70,7 @@ export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array> {
       onInstantiated: (instance) => host.bind(instance),
     });
     for (const call of calls) out.print(formatInvocation(call, live.call(call.name, call.args)));
-    return await snapshot(instrumented!, live.instance, {
+    return await snapshotParts(instrumented!, live.instance, {
       keepInstrumentation: job.keepInstrumentation,
       renames: job.renames,
       onWarning: out.warn,

@@ -157,7 +157,7 @@ function program(): Command {
 const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Runs a job here, or in a child process that is killed when `--init-timeout` runs out. */
-async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array> {
+async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array[]> {
   if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
   if (opts.initTimeout === undefined) return runJob(job, directOutput(job));
   const seconds = Number(opts.initTimeout);
@@ -168,7 +168,7 @@ async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array> {
     serialization: 'advanced', // the module's bytes go both ways as typed arrays
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   });
-  return new Promise<Uint8Array>((resolve, reject) => {
+  return new Promise<Uint8Array[]>((resolve, reject) => {
     let settled = false;
     const settle = (f: () => void) => {
       if (settled) return;
@@ -182,7 +182,7 @@ async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array> {
       reject(new WizError('timeout', `${what} did not finish within ${seconds} s (--init-timeout); stopped it, nothing written`));
     }), seconds * 1000);
     child.on('message', (m: ChildReply) => settle(() => {
-      if ('ok' in m) resolve(m.ok);
+      if ('ok' in m) resolve([m.ok]);
       else if ('error' in m) reject(new WizError(m.error.code as WizErrorCode, m.error.message));
       else reject(new Error(m.internal));
     }));

@@ -7,8 +7,8 @@ export {
 } from './run/initialize.ts';
 export { takeSnapshot, instanceReader, type Snapshot, type StateReader, type GlobalBits, type MemoryState } from './snapshot/state.ts';
 export { snapshotSegments, MAX_DATA_SEGMENTS, MAX_MERGED_GAP, type NewSegment } from './snapshot/segments.ts';
-export { rewrite, parseRenames, type RewriteOptions } from './snapshot/rewrite.ts';
-export { preinitialize, snapshot, type PreinitializeOptions, type SnapshotOptions } from './preinitialize.ts';
+export { rewrite, rewriteParts, parseRenames, type RewriteOptions } from './snapshot/rewrite.ts';
+export { preinitialize, preinitializeParts, snapshot, snapshotParts, type PreinitializeOptions, type SnapshotOptions } from './preinitialize.ts';
 export { parseInstrumented, type VerifiedInstrumentedModule } from './instrument/reparse.ts';
 export { instantiate, type LiveInstance } from './run/initialize.ts';
 export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/provenance.ts';

@@ -3,7 +3,8 @@ import { compileAndCheckCode } from './parse/code.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
 import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
-import { rewrite, type RewriteOptions } from './snapshot/rewrite.ts';
+import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
+import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
 import { instanceReader, takeSnapshot } from './snapshot/state.ts';
 
@@ -31,11 +32,16 @@ export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 
  * module whose state is the state after init.
  */
 export async function preinitialize(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array> {
+  return concat(await preinitializeParts(wasm, options));
+}
+
+/** `preinitialize`, returning the output as chunks in order (views, not copies), e.g. to write them to a file. */
+export async function preinitializeParts(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array[]> {
   const instrumented = instrument(wasm);
   const module = await compileAndCheckCode(instrumented.context, compileModule(instrumented.bytes, wasm));
   const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
-  return snapshot(instrumented, instance, {
+  return snapshotParts(instrumented, instance, {
     ...options,
     removeExports: options.keepInitFunc ? ['_initialize'] : [initFunc, '_initialize'],
   });
@@ -50,6 +56,18 @@ export async function snapshot(
   instance: WebAssembly.Instance,
   options: SnapshotOptions = {},
 ): Promise<Uint8Array> {
+  return concat(await snapshotParts(instrumented, instance, options));
+}
+
+/**
+ * `snapshot`, returning the output as chunks in order. They include views of the instance's memories: write
+ * them out (or copy them) before the instance runs again.
+ */
+export async function snapshotParts(
+  instrumented: InstrumentedModule,
+  instance: WebAssembly.Instance,
+  options: SnapshotOptions = {},
+): Promise<Uint8Array[]> {
   const { context, reparsed } = instrumented;
   // Everything asynchronous first; then the state is read and written in one synchronous run, so that nothing
   // (a host task, a timer) can change the instance between reading one part of its state and another.
@@ -66,7 +84,7 @@ export async function snapshot(
     customSections,
     segments: snapshotSegments(state.memories),
   };
-  const output = rewrite(context, state, rewriteOptions);
+  const output = rewriteParts(context, state, rewriteOptions);
   // Never write an invalid module. Validating its skeleton (the segments' bytes left out) is equivalent and
   // does not copy hundreds of MB of memory into the engine once more.
   try {

@@ -94,16 +94,26 @@ export class BinaryWriter {
     return this.byte(id).sized(body);
   }
 
+  /** The bytes as the chunks written (views of the inputs, not copies), in order. */
+  parts(): Uint8Array[] {
+    this.flush();
+    return this.chunks.slice();
+  }
+
   /** The bytes, concatenated once. */
   finish(): Uint8Array {
-    this.flush();
-    if (this.chunks.length === 1) return this.chunks[0]!;
-    const out = new Uint8Array(this.size);
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concat(this.parts());
   }
+}
+
+/** Concatenates byte chunks into one array (the chunk itself when there is only one). */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

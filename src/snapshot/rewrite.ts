@@ -3,7 +3,7 @@ import { assemble } from '../parse/assemble.ts';
 import { SectionId } from '../parse/module.ts';
 import { WIZER_PREFIX, type InstrumentedModule } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
-import { BinaryWriter } from '../parse/writer.ts';
+import { BinaryWriter, concat } from '../parse/writer.ts';
 import { snapshotSegments, type NewSegment } from './segments.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
 
@@ -43,6 +43,14 @@ export interface RewriteOptions {
  * exports edited. Every other section is copied as bytes.
  */
 export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array {
+  return concat(rewriteParts(ctx, snapshot, options));
+}
+
+/**
+ * `rewrite`, as chunks in order: views of the input and of the live memories, not copies. Write them out
+ * before the instance runs again.
+ */
+export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array[] {
   const renames = parseRenames(options.renames ?? []);
   const segments = options.segments ?? snapshotSegments(snapshot.memories);
   const kept = options.replacePreviousSegments ? ctx.dataSegments.slice(0, firstOfTrailingActive(ctx)) : ctx.dataSegments;
@@ -57,7 +65,7 @@ export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: Rewrite
   const custom = options.customSections ?? [];
   const out = assemble(ctx, edits, new Set(custom.map((c) => c.name)));
   for (const c of custom) out.section(SectionId.custom, new BinaryWriter().name(c.name).raw(c.bytes));
-  return out.finish();
+  return out.parts();
 }
 
 /** The index of the first segment of the trailing run of active segments (the count when there is none). */
