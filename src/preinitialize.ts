@@ -56,17 +56,27 @@ export async function snapshot(
   instance: WebAssembly.Instance,
   options: SnapshotOptions = {},
 ): Promise<Uint8Array> {
-  return concat(await snapshotParts(instrumented, instance, options));
+  return concat(await writeSnapshot(instrumented, instance, options, false));
 }
 
 /**
- * `snapshot`, returning the output as chunks in order. They include views of the instance's memories: write
- * them out (or copy them) before the instance runs again.
+ * `snapshot`, returning the output as chunks in order. They include views of the instance's memories: nothing
+ * may run the instance until they are written out.
  */
-export async function snapshotParts(
+export function snapshotParts(
   instrumented: InstrumentedModule,
   instance: WebAssembly.Instance,
   options: SnapshotOptions = {},
+): Promise<Uint8Array[]> {
+  return writeSnapshot(instrumented, instance, options, true);
+}
+
+/** The snapshot as chunks: views of live memory when `views`, else one array copied before anything awaits. */
+async function writeSnapshot(
+  instrumented: InstrumentedModule,
+  instance: WebAssembly.Instance,
+  options: SnapshotOptions,
+  views: boolean,
 ): Promise<Uint8Array[]> {
   const { context, reparsed } = instrumented;
   // Everything asynchronous first; then the state is read and written in one synchronous run, so that nothing
@@ -84,7 +94,8 @@ export async function snapshotParts(
     customSections,
     segments: snapshotSegments(state.memories),
   };
-  const output = rewriteParts(context, state, rewriteOptions);
+  const parts = rewriteParts(context, state, rewriteOptions);
+  const output = views ? parts : [concat(parts)];
   // Never write an invalid module. Validating its skeleton (the segments' bytes left out) is equivalent and
   // does not copy hundreds of MB of memory into the engine once more.
   try {
