@@ -185,7 +185,7 @@ function chart(all: Row[]): string {
     { key: 'wizMs' as const, color: '#2471a3', label: 'wiz' },
     { key: 'initFloorMs' as const, color: '#7f8c8d', label: 'Node floor (compile + init)' },
   ];
-  const W = 420, H = 300, m = 50;
+  const W = 440, H = 300, m = 70;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W * 2 + 20}" height="${H + 40}" font-family="sans-serif" font-size="11">`;
   svg += `<rect width="100%" height="100%" fill="white"/>`;
   panels.forEach((p, i) => {
