@@ -63,17 +63,16 @@ export async function compileModule(bytes: Uint8Array, original?: Uint8Array): P
 
 /** Features V8 gates behind `--experimental-wasm-*` flags, and the Node release that enables each by default. */
 const FEATURE_NODE: Record<string, string> = {
-  memory64: 'Node 24', 'multi-memory': 'Node 22', 'multi_memory': 'Node 22', extended_const: 'Node 22',
-  'extended-const': 'Node 22', relaxed_simd: 'Node 22', 'relaxed-simd': 'Node 22', gc: 'Node 22',
-  typed_funcref: 'Node 22', exnref: 'Node 25', stringref: 'no Node release', custom_page_sizes: 'no Node release',
-  shared: 'no Node release', fp16: 'no Node release', imported_strings: 'Node 24',
+  memory64: 'Node 24', multi_memory: 'Node 22', extended_const: 'Node 22', relaxed_simd: 'Node 22', gc: 'Node 22',
+  typed_funcref: 'Node 22', imported_strings: 'Node 24', exnref: 'Node 25', stringref: 'no Node release',
+  custom_page_sizes: 'no Node release', fp16: 'no Node release',
 };
 
 function compileError(e: unknown): WizError {
   const message = String((e as Error)?.message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
   const flag = /--experimental-wasm-([\w-]+)/.exec(message) ?? (/memory limits flags 0x[89a-f]\b/.test(message) ? [, 'custom_page_sizes'] : null);
   if (flag) {
-    const feature = flag[1]!;
+    const feature = flag[1]!.replace(/-/g, '_');
     const has = FEATURE_NODE[feature] ?? 'a newer Node release';
     const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
     const engine = node ? `Node ${node}` : 'this engine';
