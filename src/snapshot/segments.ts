@@ -29,7 +29,7 @@ export function snapshotSegments(memories: readonly MemoryState[], limit = MAX_D
   let total = 0;
   let kept: NewSegment[] | undefined = [];
   for (const m of memories) {
-    mergeRuns(m, (gap) => gap <= MAX_MERGED_GAP, (offset, end, gapBefore) => {
+    mergeRuns(m.bytes, MAX_MERGED_GAP + 1, 0, (offset, end, gapBefore) => {
       total++;
       if (gapBefore >= 0) gaps.add(gapBefore);
       if (kept && kept.length < limit) kept.push({ memory: m.index, offset, bytes: m.bytes.subarray(offset, end) });
@@ -44,46 +44,30 @@ export function snapshotSegments(memories: readonly MemoryState[], limit = MAX_D
   let left = quota;
   const merged: NewSegment[] = [];
   for (const m of memories) {
-    mergeRuns(m, (gap) => gap <= MAX_MERGED_GAP || gap < threshold || (gap === threshold && left-- > 0), (offset, end) => {
+    left = mergeRuns(m.bytes, threshold, left, (offset, end) => {
       merged.push({ memory: m.index, offset, bytes: m.bytes.subarray(offset, end) });
     });
   }
   return merged;
 }
 
-/** Calls `emit` for each segment of a memory: non-zero runs joined across the gaps that `merge` accepts. */
+/**
+ * Calls `emit` for each segment of a memory: runs of non-zero bytes joined across gaps shorter than
+ * `threshold`, and across gaps equal to it while `quota` lasts (the earliest first). Returns the quota left.
+ * One loop scans and merges, 4 bytes at a time where it can: sparse memories have millions of runs.
+ */
 function mergeRuns(
-  memory: MemoryState,
-  merge: (gap: number) => boolean,
+  bytes: Uint8Array,
+  threshold: number,
+  quota: number,
   emit: (offset: number, end: number, gapBefore: number) => void,
-): void {
+): number {
+  const n = bytes.length;
+  const words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, Math.floor(n / 4)) : undefined;
+  const wordCount = words ? words.length : 0;
   let start = -1;
   let end = -1;
   let gapBefore = -1;
-  scanRuns(memory.bytes, (runStart, runEnd) => {
-    if (start >= 0) {
-      const gap = runStart - end;
-      if (merge(gap)) {
-        end = runEnd;
-        return;
-      }
-      emit(start, end, gapBefore);
-      gapBefore = gap;
-    }
-    start = runStart;
-    end = runEnd;
-  });
-  if (start >= 0) emit(start, end, gapBefore);
-}
-
-/** True when the 32-bit word has a zero byte. */
-const hasZeroByte = (w: number) => ((w - 0x01010101) & ~w & 0x80808080) !== 0;
-
-/** Calls `visit(start, end)` for each maximal run of non-zero bytes, skipping and scanning 4 bytes at a time. */
-export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) => void): void {
-  const n = bytes.length;
-  const aligned = bytes.byteOffset % 4 === 0;
-  const words = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, Math.floor(n / 4)) : undefined;
   let i = 0;
   while (i < n) {
     // Skip zeros.
@@ -92,29 +76,50 @@ export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) 
       if (words) {
         while (i < n && (i & 3) !== 0 && bytes[i] === 0) i++;
         if ((i & 3) === 0) {
-          // Plain arithmetic, not shifts: memories may be 4 GiB and more.
-          let w = i / 4;
-          while (w < words.length && words[w] === 0) w++;
+          let w = i / 4; // plain arithmetic, not shifts: memories may be 4 GiB and more
+          while (w < wordCount && words[w] === 0) w++;
           i = w * 4;
         }
       }
       while (i < n && bytes[i] === 0) i++;
-      if (i >= n) return;
+      if (i >= n) break;
     }
     // A non-zero run starts at i.
-    const start = i;
+    const runStart = i;
     i++;
     if (words) {
       while (i < n && (i & 3) !== 0 && bytes[i] !== 0) i++;
       if ((i & 3) === 0) {
         let w = i / 4;
-        while (w < words.length && !hasZeroByte(words[w]!)) w++;
+        while (w < wordCount && !hasZeroByte(words[w]!)) w++;
         i = w * 4;
       }
     }
     while (i < n && bytes[i] !== 0) i++;
-    visit(start, i);
+    // Merge it into the current segment, or start a new one.
+    if (start >= 0) {
+      const gap = runStart - end;
+      if (gap < threshold || (gap === threshold && quota > 0)) {
+        if (gap === threshold) quota--;
+        end = i;
+        continue;
+      }
+      emit(start, end, gapBefore);
+      gapBefore = gap;
+    }
+    start = runStart;
+    end = i;
   }
+  if (start >= 0) emit(start, end, gapBefore);
+  return quota;
+}
+
+/** True when the 32-bit word has a zero byte. */
+const hasZeroByte = (w: number) => ((w - 0x01010101) & ~w & 0x80808080) !== 0;
+
+/** Calls `visit(start, end)` for each maximal run of non-zero bytes (no merging: no gap is shorter than 1). */
+export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) => void): void {
+  mergeRuns(bytes, 1, 0, visit);
 }
 
 /** Counts gap sizes: a dense array for small gaps, a map for the rare large ones. */
