@@ -96,7 +96,10 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
 }
 
 /** Node's WASI announces itself as experimental when loaded; wiz users did not ask for that line. */
+let quieted = false;
 function quietWasiWarning(): void {
+  if (quieted) return;
+  quieted = true;
   const emit = process.emitWarning.bind(process);
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
     if (String(warning).includes('WASI is an experimental feature')) return;

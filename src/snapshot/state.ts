@@ -69,7 +69,8 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
       return bits;
     },
     readMemory(ordinal) {
-      const name = instrumented.memories[ordinal]?.exportName ?? `${ordinal}`;
+      const name = instrumented.memories[ordinal]?.exportName;
+      if (name === undefined) throw new Error(`memory ${ordinal} is not instrumented`);
       const memory = exports[name];
       if (!(memory instanceof WebAssembly.Memory)) {
         throw new WizError('instrumentation', `the instance's export "${name}" is not a memory`);
