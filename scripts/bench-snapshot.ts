@@ -4,7 +4,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import wabtInit from 'wabt';
 import { parseModule } from '../src/parse/module.ts';
-import { findStateChange } from '../src/parse/code.ts';
 import { parseInstrumented } from '../src/instrument/reparse.ts';
 import { preinitialize, snapshot } from '../src/preinitialize.ts';
 import { instantiate } from '../src/run/initialize.ts';
@@ -25,7 +24,7 @@ const time = async <T>(f: () => Promise<T> | T): Promise<[T, number]> => {
 // Phases of one `wiz snapshot` on the big module, after `wiz init --keep-instrumentation`.
 const gen0 = await preinitialize(new Uint8Array(readFileSync(big)), { keepInstrumentation: true });
 const phases: Record<string, number[]> = {
-  'all input checks (parseInstrumented)': [], '  of which: parse': [], '  of which: engine validation': [], '  of which: code scan (overlapped)': [],
+  'all input checks (parseInstrumented)': [], '  of which: parse': [], '  of which: engine validation': [],
   instantiate: [], 'read state + rewrite': [], 'validate output': [],
 };
 for (let i = 0; i < 7; i++) {
@@ -34,14 +33,12 @@ for (let i = 0; i < 7; i++) {
   const [instrumented, whole] = await time(() => parseInstrumented(gen0));
   const [live, inst] = await time(() => instantiate(instrumented.context, instrumented.module));
   const [output, rest] = await time(() => snapshot(instrumented, live.instance, { keepInstrumentation: true }));
-  const [, scan] = await time(() => findStateChange(instrumented.context));
   const [, validateOut] = await time(() => WebAssembly.validate(output as BufferSource));
   void module;
-  // parseInstrumented parses, validates (compiles) with the code scan overlapped, and checks the claims.
+  // parseInstrumented parses, validates (compiles) and checks the claims.
   phases['all input checks (parseInstrumented)']!.push(whole);
   phases['  of which: parse']!.push(parse);
   phases['  of which: engine validation']!.push(compile);
-  phases['  of which: code scan (overlapped)']!.push(scan);
   phases.instantiate!.push(inst);
   phases['read state + rewrite']!.push(rest - validateOut);
   phases['validate output']!.push(validateOut);

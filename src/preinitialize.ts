@@ -1,5 +1,4 @@
 import { WizError } from './errors.ts';
-import { compileAndCheckCode } from './parse/code.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
 import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
@@ -38,7 +37,7 @@ export async function preinitialize(wasm: Uint8Array, options: PreinitializeOpti
 /** `preinitialize`, returning the output as chunks in order (views, not copies), e.g. to write them to a file. */
 export async function preinitializeParts(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array[]> {
   const instrumented = instrument(wasm);
-  const module = await compileAndCheckCode(instrumented.context, compileModule(instrumented.bytes, wasm));
+  const module = await compileModule(instrumented.bytes, wasm);
   const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
   return snapshotParts(instrumented, instance, {
@@ -101,6 +100,9 @@ async function writeSnapshot(
   try {
     await WebAssembly.compile(rewrite(context, state, { ...rewriteOptions, skeleton: true }) as Uint8Array<ArrayBuffer>);
   } catch (e) {
+    // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it
+    // refers to indices past its own) fails here, and is reported as what it is.
+    if (!reparsed) await compileModule(context.bytes);
     const why = String((e as Error).message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
     // The one way an input can cause it: code that refers to the data segments holding a previous snapshot
     // (which wiz replaces), in a re-parsed module that wiz did not write.

@@ -134,7 +134,7 @@ describe('the output skeleton used for validation', () => {
     const memory = new Uint8Array(65536);
     memory.set([1, 2, 3], 10);
     memory.set([4], 100);
-    const state = { globals: new Map(), memories: [{ index: 0, pages: 1, bytes: memory }] };
+    const state = { globals: new Map(), refGlobals: new Map(), memories: [{ index: 0, pages: 1, bytes: memory }], tables: [], dropped: { data: new Set<number>(), elem: new Set<number>() } };
     const full = parseModule(rewrite(ctx, state, {}));
     const skeletonBytes = rewrite(ctx, state, { skeleton: true });
     const skeleton = parseModule(skeletonBytes);

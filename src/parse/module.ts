@@ -4,12 +4,15 @@ import type {
   DataSegment,
   DefinedGlobal,
   DefinedMemory,
+  DefinedTable,
+  ElementSegment,
   Export,
   ExternKind,
   GlobalType,
   Import,
   MemoryType,
   ModuleContext,
+  RefTop,
   Section,
   TypeDef,
   ValType,
@@ -82,8 +85,8 @@ export function parseModule(bytes: Uint8Array): ModuleContext {
 
   const ctx: ModuleContext = {
     bytes, sections: [], types: [], imports: [], functionTypes: [], importedFunctions: 0, importedTables: 0,
-    importedMemories: 0, importedGlobals: 0, importedTags: 0, memories: [], globals: [], exports: [],
-    start: undefined, dataCount: undefined, dataSegments: [],
+    importedMemories: 0, importedGlobals: 0, importedTags: 0, memories: [], tables: [], globals: [], exports: [],
+    start: undefined, dataCount: undefined, dataSegments: [], elementSegments: [],
   };
   const r = new BinaryReader(bytes, 8);
   let lastRank = 0;
@@ -126,7 +129,7 @@ function readSection(ctx: ModuleContext, id: number, r: BinaryReader): void {
       for (let n = r.count(); n > 0; n--) ctx.functionTypes.push(r.u32());
       break;
     case SectionId.table:
-      for (let n = r.count(); n > 0; n--) readTable(r);
+      for (let n = r.count(); n > 0; n--) ctx.tables.push(readTable(ctx, r, ctx.importedTables + ctx.tables.length));
       break;
     case SectionId.memory:
       for (let n = r.count(); n > 0; n--) {
@@ -146,6 +149,8 @@ function readSection(ctx: ModuleContext, id: number, r: BinaryReader): void {
       ctx.start = r.u32();
       break;
     case SectionId.element:
+      for (let n = r.count(); n > 0; n--) ctx.elementSegments.push(readElementSegment(ctx, r));
+      break;
     case SectionId.code:
       r.pos = r.end; // copied as bytes; the engine validates them
       break;
@@ -250,17 +255,77 @@ function readMemoryType(r: BinaryReader): MemoryType {
   return readLimits(r, 'memory');
 }
 
-function readTable(r: BinaryReader): void {
-  if (r.bytes[r.pos] === 0x40) {
+function readTable(ctx: ModuleContext, r: BinaryReader, index: number): DefinedTable {
+  const start = r.pos;
+  const withInit = r.bytes[r.pos] === 0x40;
+  if (withInit) {
     r.pos++;
     if (r.u8() !== 0x00) r.fail('invalid table encoding', r.pos - 1);
-    readValType(r);
-    readLimits(r, 'table');
-    skipConstExpr(r);
-  } else {
-    readValType(r);
-    readLimits(r, 'table');
   }
+  const typeStart = r.pos;
+  const type = readValType(r);
+  const refType = { start: typeStart, end: r.pos };
+  const limitsStart = r.pos;
+  const { flags, min, max, memory64 } = readLimits(r, 'table');
+  const limits = { start: limitsStart, end: r.pos };
+  let init: DefinedTable['init'];
+  if (withInit) {
+    init = { start: r.pos, end: 0 };
+    skipConstExpr(r);
+    init.end = r.pos;
+  }
+  const top = refTop(ctx, type);
+  if (!top) r.fail(`a table of ${type} elements`, typeStart);
+  return { index, type, refType, top, flags, min, max, table64: memory64, start, limits, init, end: r.pos };
+}
+
+/** The hierarchy of a reference type (undefined for numeric types). */
+export function refTop(ctx: ModuleContext, type: ValType): RefTop | undefined {
+  const heap = /^\(ref (?:null )?(\w+)\)$/.exec(type)?.[1] ?? HEAP_OF_SHORTHAND[type];
+  if (heap === undefined) return undefined;
+  if (/^\d+$/.test(heap)) return ctx.types[Number(heap)]?.kind === 'func' ? 'func' : 'any';
+  return TOP_OF_HEAP[heap];
+}
+const HEAP_OF_SHORTHAND: Record<string, string> = Object.fromEntries(Object.entries(NULLABLE_SHORTHAND).map(([heap, name]) => [name, heap]));
+const TOP_OF_HEAP: Record<string, RefTop> = {
+  func: 'func', nofunc: 'func', extern: 'extern', noextern: 'extern', exn: 'exn', noexn: 'exn',
+  any: 'any', eq: 'any', i31: 'any', struct: 'any', array: 'any', none: 'any',
+};
+
+function readElementSegment(ctx: ModuleContext, r: BinaryReader): ElementSegment {
+  const start = r.pos;
+  const flags = r.u32();
+  if (flags > 7) r.fail(`unknown element segment flags ${flags}`, start);
+  const mode = flags & 1 ? (flags & 2 ? 'declarative' : 'passive') : 'active';
+  const exprs = (flags & 4) !== 0;
+  let table = 0;
+  let offset: ElementSegment['offset'];
+  if (mode === 'active') {
+    if (flags & 2) table = r.u32();
+    offset = { start: r.pos, end: 0 };
+    skipConstExpr(r);
+    offset.end = r.pos;
+  }
+  let elemType: ElementSegment['elemType'];
+  let top: RefTop = 'func';
+  if (flags & 3) {
+    const at = r.pos;
+    if (exprs) {
+      const t = refTop(ctx, readValType(r));
+      if (!t) r.fail('element segment of a numeric type', at);
+      top = t;
+    } else if (r.u8() !== 0x00) {
+      r.fail('unknown element kind', at);
+    }
+    elemType = { start: at, end: r.pos };
+  }
+  const items = r.pos;
+  const count = r.count();
+  for (let n = count; n > 0; n--) {
+    if (exprs) skipConstExpr(r);
+    else r.u32();
+  }
+  return { flags, mode, table, offset, elemType, top, exprs, count, items, start, end: r.pos };
 }
 
 function readTag(r: BinaryReader): number {
@@ -286,7 +351,7 @@ function readImport(ctx: ModuleContext, r: BinaryReader): Import {
       return { module, name, kind, typeIndex: r.u32() };
     case 'table':
       ctx.importedTables++;
-      readTable(r);
+      readTable(ctx, r, ctx.importedTables - 1);
       return { module, name, kind };
     case 'memory':
       ctx.importedMemories++;
@@ -335,8 +400,9 @@ function readDataSegment(r: BinaryReader): DataSegment {
   } else {
     return r.fail(`unknown data segment flags ${flag}`, start);
   }
-  r.skip(r.u32());
-  return { ...segment, start, end: r.pos };
+  const length = r.u32();
+  r.skip(length);
+  return { ...segment, start, end: r.pos, length };
 }
 
 /** Skips a constant expression up to and including its `end`, accepting the opcodes valid there. */

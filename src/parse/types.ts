@@ -57,12 +57,64 @@ export interface DefinedMemory extends MemoryType {
   index: number;
 }
 
+/** The hierarchy a reference type belongs to: which probe table can hold its values. */
+export type RefTop = 'func' | 'extern' | 'any' | 'exn';
+
+/** A byte range of the input. */
+export interface Range {
+  start: number;
+  end: number;
+}
+
+/** A defined table: its element type and limits, and where its entry lies in the input. */
+export interface DefinedTable {
+  /** Index in the table index space (imports first). */
+  index: number;
+  /** The element type as text, e.g. `funcref`, `(ref null 2)`. */
+  type: ValType;
+  /** The element type as encoded. */
+  refType: Range;
+  top: RefTop;
+  /** Limits as encoded: flags (bit 0 max, bit 2 64-bit indices), minimum, maximum. */
+  flags: number;
+  min: number;
+  max: number | undefined;
+  table64: boolean;
+  /** The entry's byte range; `limits` is the range of its limits; `init` the initial-value expression, if any. */
+  start: number;
+  limits: Range;
+  init: Range | undefined;
+  end: number;
+}
+
+/** An element segment as encoded (flags 0–7), with the ranges the rewrite and the state simulation need. */
+export interface ElementSegment {
+  flags: number;
+  mode: 'active' | 'passive' | 'declarative';
+  /** Target table of an active segment. */
+  table: number;
+  /** Offset expression of an active segment. */
+  offset: Range | undefined;
+  /** The element type as encoded (an elemkind byte 0x00 stands for funcref); absent for flags 0 and 4 (funcref). */
+  elemType: Range | undefined;
+  top: RefTop;
+  /** Items are constant expressions (flags 4–7), else function indices. */
+  exprs: boolean;
+  count: number;
+  /** Where the item vector starts (its count). */
+  items: number;
+  start: number;
+  end: number;
+}
+
 export interface DataSegment {
   mode: 'active' | 'passive';
   memory: number;
   /** Byte range of the whole entry in the input. */
   start: number;
   end: number;
+  /** Length of the segment's bytes. */
+  length: number;
 }
 
 /** A section as a byte range of the input: `start` is its id byte, `contentStart` its first content byte. */
@@ -89,9 +141,11 @@ export interface ModuleContext {
   importedGlobals: number;
   importedTags: number;
   memories: DefinedMemory[];
+  tables: DefinedTable[];
   globals: DefinedGlobal[];
   exports: Export[];
   start: number | undefined;
   dataCount: number | undefined;
   dataSegments: DataSegment[];
+  elementSegments: ElementSegment[];
 }

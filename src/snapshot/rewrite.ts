@@ -1,10 +1,11 @@
 import { WizError } from '../errors.ts';
 import { assemble } from '../parse/assemble.ts';
 import { SectionId } from '../parse/module.ts';
-import { WIZER_PREFIX, type InstrumentedModule } from '../instrument/instrument.ts';
+import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
 import { snapshotSegments, type NewSegment } from './segments.ts';
+import { refExpr, tableEdits } from './tables.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
 
 export interface RewriteOptions {
@@ -16,11 +17,11 @@ export interface RewriteOptions {
    * Instrumentation to keep exporting, so that the output can be snapshotted again. Any `__wizer_` export of
    * the input is dropped either way, and only these are written, after the other exports.
    */
-  keepInstrumentation?: Pick<InstrumentedModule, 'globals' | 'memories'>;
+  keepInstrumentation?: Instrumentation;
   /**
-   * The input is itself a snapshot: its trailing active segments hold the previous snapshot's memory and no
-   * code refers to them, so they are replaced rather than kept as empty passive segments (which would pile up,
-   * one generation after another).
+   * The input is itself a snapshot: its trailing active data and element segments hold the previous snapshot's
+   * memories and tables and no code refers to them, so they are replaced rather than kept as empty passive (or
+   * declarative) segments, which would pile up one generation after another.
    */
   replacePreviousSegments?: boolean;
   /** The data segments, when the caller computed them already (by default, from the snapshot's memories). */
@@ -39,8 +40,9 @@ export interface RewriteOptions {
 /**
  * Writes the snapshot module: the original sections, with mutable globals set to their snapshot values,
  * memory minimums at their current size, memory contents as new active data segments (the original active
- * segments become empty passive ones so that segment indices stay valid), the start section dropped and the
- * exports edited. Every other section is copied as bytes.
+ * segments become empty passive ones so that segment indices stay valid), dropped passive data segments
+ * emptied, tables written when they changed (see `tables.ts`), the start section dropped and the exports
+ * edited. Every other section is copied as bytes.
  */
 export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array {
   return concat(rewriteParts(ctx, snapshot, options));
@@ -56,8 +58,12 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   const kept = options.replacePreviousSegments ? ctx.dataSegments.slice(0, firstOfTrailingActive(ctx)) : ctx.dataSegments;
   const edits = new Map<number, BinaryWriter | null>([
     [SectionId.start, null],
-    [SectionId.data, dataSection(ctx, kept, segments, options.skeleton ?? false)],
+    [SectionId.data, dataSection(ctx, kept, segments, snapshot.dropped.data, options.skeleton ?? false)],
   ]);
+  tableEdits(ctx, snapshot, {
+    rewriteElements: options.keepInstrumentation !== undefined,
+    replacePrevious: options.replacePreviousSegments ?? false,
+  }, edits);
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
   if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot));
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
@@ -90,7 +96,10 @@ function globalSection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
   for (const g of ctx.globals) {
     const bits = g.mutable ? snapshot.globals.get(g.index) : undefined;
     if (bits) w.raw(ctx.bytes.subarray(g.start, g.initStart)).append(constExpr(g, bits));
-    else w.raw(ctx.bytes.subarray(g.start, g.end));
+    else if (g.mutable && snapshot.refGlobals.has(g.index)) {
+      w.raw(ctx.bytes.subarray(g.start, g.initStart));
+      refExpr(w, ctx.bytes.subarray(g.start, g.initStart - 1), snapshot.refGlobals.get(g.index)!).byte(0x0b);
+    } else w.raw(ctx.bytes.subarray(g.start, g.end));
   }
   return w;
 }
@@ -129,6 +138,7 @@ function exportSection(ctx: ModuleContext, options: RewriteOptions, renames: Map
   }
   for (const g of options.keepInstrumentation?.globals ?? []) kept.push({ name: g.exportName, kind: EXPORT_KIND.global, index: g.index });
   for (const m of options.keepInstrumentation?.memories ?? []) kept.push({ name: m.exportName, kind: EXPORT_KIND.memory, index: m.index });
+  for (const t of options.keepInstrumentation?.tables ?? []) kept.push({ name: t.exportName, kind: EXPORT_KIND.table, index: t.index });
   const w = new BinaryWriter().u32(kept.length);
   for (const e of kept) w.name(e.name).byte(e.kind).u32(e.index);
   return w;
@@ -156,11 +166,11 @@ export function parseRenames(specs: readonly string[]): Map<string, string> {
   return bySource;
 }
 
-/** Kept active segments become empty passive ones; passive segments stay; the snapshot's follow. */
-function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[], skeleton: boolean): BinaryWriter {
+/** Kept active and dropped passive segments become empty passive ones; other passive segments stay; the snapshot's follow. */
+function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[], dropped: ReadonlySet<number>, skeleton: boolean): BinaryWriter {
   const w = new BinaryWriter().u32(kept.length + segments.length);
-  for (const s of kept) {
-    if (s.mode === 'active') w.byte(0x01).u32(0);
+  for (const [i, s] of kept.entries()) {
+    if (s.mode === 'active' || dropped.has(i)) w.byte(0x01).u32(0);
     else w.raw(ctx.bytes.subarray(s.start, s.end));
   }
   const memory64 = new Map(ctx.memories.map((m) => [m.index, m.memory64]));

@@ -1,5 +1,5 @@
 import { WizError } from '../errors.ts';
-import type { InstrumentedModule } from '../instrument/instrument.ts';
+import type { InstrumentedGlobal, InstrumentedModule } from '../instrument/instrument.ts';
 import type { ValType } from '../parse/types.ts';
 import { BinaryWriter } from '../parse/writer.ts';
 
@@ -14,29 +14,64 @@ export interface MemoryState {
   bytes: Uint8Array;
 }
 
-/** The state of an instance: every defined mutable global's bits and every defined memory's bytes. */
+/** A reference a module can name: a function index of the module, or null. */
+export type Ref = number | null;
+
+/** A defined table's contents: a function index per slot, -1 for null. */
+export interface TableState {
+  /** Index in the table index space. */
+  index: number;
+  entries: Int32Array;
+}
+
+/**
+ * The state of an instance: every defined mutable global's value (bits for numbers and vectors, a function
+ * index or null for references), every defined memory's bytes and table's contents, and which passive segments
+ * were dropped.
+ */
 export interface Snapshot {
   globals: Map<number, GlobalBits>;
+  refGlobals: Map<number, Ref>;
   memories: MemoryState[];
+  tables: TableState[];
+  dropped: { data: Set<number>; elem: Set<number> };
 }
 
-/** The seam between the snapshot and a runtime: read a global's bits, read a memory's bytes. */
+/**
+ * The seam between the snapshot and a runtime. Reading a reference that the module cannot name (a function
+ * of another instance or of the host, a non-null externref or GC object) throws a `WizError` that names it.
+ */
 export interface StateReader {
-  /** Bits of global `index` (global index space). */
+  /** Bits of numeric global `index` (global index space). */
   readGlobal(index: number): GlobalBits;
+  /** Value of reference-typed global `index`. */
+  readRefGlobal(index: number): Ref;
   /** Bytes of the memory exported as `__wizer_memory_{ordinal}` (a view, valid until the memory grows). */
   readMemory(ordinal: number): Uint8Array;
+  /** Contents of the table exported as `__wizer_table_{ordinal}`. */
+  readTable(ordinal: number): Int32Array;
+  /** Whether passive segment `droppable[k]` of the probe was dropped. */
+  isDropped(k: number): boolean;
 }
 
-/** Reads every instrumented global and memory through `reader`. */
+/** Reads every instrumented global, memory and table, and the dropped segments, through `reader`. */
 export function takeSnapshot(instrumented: InstrumentedModule, reader: StateReader): Snapshot {
   const globals = new Map<number, GlobalBits>();
-  for (const g of instrumented.globals) globals.set(g.index, reader.readGlobal(g.index));
+  const refGlobals = new Map<number, Ref>();
+  for (const g of instrumented.globals) {
+    if (g.top) refGlobals.set(g.index, reader.readRefGlobal(g.index));
+    else globals.set(g.index, reader.readGlobal(g.index));
+  }
   const memories = instrumented.memories.map((m) => {
     const bytes = reader.readMemory(m.ordinal);
     return { index: m.index, pages: bytes.length / 2 ** m.pageSizeLog2, bytes };
   });
-  return { globals, memories };
+  const tables = instrumented.tables.map((t) => ({ index: t.index, entries: reader.readTable(t.ordinal) }));
+  const dropped = { data: new Set<number>(), elem: new Set<number>() };
+  instrumented.probe.droppable.forEach((d, k) => {
+    if (reader.isDropped(k)) dropped[d.kind].add(d.index);
+  });
+  return { globals, refGlobals, memories, tables, dropped };
 }
 
 const STORE: Record<string, { size: number; op: number[] }> = {
@@ -59,14 +94,61 @@ const VALTYPE_BYTE: Record<string, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, 
  */
 export async function instanceReader(instrumented: InstrumentedModule, instance: WebAssembly.Instance): Promise<StateReader> {
   const exports = instance.exports;
-  const dumper = instrumented.globals.length > 0 ? await globalDumper(instrumented, exports) : () => new Map<number, GlobalBits>();
+  const numeric = instrumented.globals.filter((g) => !g.top);
+  const dumper = numeric.length > 0 ? await globalDumper(numeric, exports) : () => new Map<number, GlobalBits>();
   let dump: Map<number, GlobalBits> | undefined;
+  const names = new FunctionNames(instrumented, exports);
   return {
     readGlobal(index) {
       dump ??= dumper();
       const bits = dump.get(index);
       if (!bits) throw new Error(`global ${index} is not instrumented`);
       return bits;
+    },
+    readRefGlobal(index) {
+      const g = instrumented.globals.find((x) => x.index === index && x.top);
+      if (!g) throw new Error(`global ${index} is not an instrumented reference-typed global`);
+      const global = exports[g.exportName];
+      if (!(global instanceof WebAssembly.Global)) {
+        throw new WizError('instrumentation', `the instance's export "${g.exportName}" is not a global`);
+      }
+      let value: unknown;
+      try {
+        value = global.value;
+      } catch {
+        throw new WizError('unsupported', `global ${index} (mutable ${g.type}) cannot be read by this host, so wiz cannot write it into a snapshot`);
+      }
+      return names.ref(value, g.top!, () => `global ${index} (mutable ${g.type})`);
+    },
+    readTable(ordinal) {
+      const t = instrumented.tables[ordinal];
+      if (!t) throw new Error(`table ${ordinal} is not instrumented`);
+      const table = exports[t.exportName];
+      if (!(table instanceof WebAssembly.Table)) {
+        throw new WizError('instrumentation', `the instance's export "${t.exportName}" is not a table`);
+      }
+      const entries = new Int32Array(table.length);
+      for (let slot = 0; slot < entries.length; slot++) {
+        let value: unknown;
+        try {
+          value = table.get(slot);
+        } catch {
+          throw new WizError('unsupported', `table ${t.index} (${t.type}) cannot be read by this host, so wiz cannot write it into a snapshot`);
+        }
+        entries[slot] = value === null ? -1 : names.ref(value, t.top, () => `table ${t.index} slot ${slot}`)!;
+      }
+      return entries;
+    },
+    isDropped(k) {
+      const probe = instrumented.probe.dropped && exports[instrumented.probe.dropped];
+      if (typeof probe !== 'function') throw new WizError('instrumentation', 'the instance lacks the dropped-segment probe');
+      try {
+        probe(k);
+        return false;
+      } catch (e) {
+        if (e instanceof WebAssembly.RuntimeError) return true;
+        throw e;
+      }
     },
     readMemory(ordinal) {
       const name = instrumented.memories[ordinal]?.exportName;
@@ -80,8 +162,52 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
   };
 }
 
-async function globalDumper(instrumented: InstrumentedModule, exports: WebAssembly.Exports): Promise<() => Map<number, GlobalBits>> {
-  const layout = instrumented.globals.map((g) => ({ ...g, store: storeOf(g.type), offset: 0 }));
+/**
+ * Names the functions an instance's references point to. A function read from a table or global is an object
+ * whose identity is stable per instance and function; the probe table holds function `i` of this instance at
+ * slot `i`. Engines name an exported function by its index (JS API), so that slot is checked first; the other
+ * slots are searched only when that misses (an imported function, or one that belongs elsewhere).
+ */
+class FunctionNames {
+  private probe: WebAssembly.Table | undefined;
+  private all: Map<unknown, number> | undefined;
+
+  constructor(instrumented: InstrumentedModule, exports: WebAssembly.Exports) {
+    const probe = instrumented.probe.functions && exports[instrumented.probe.functions];
+    if (probe instanceof WebAssembly.Table) this.probe = probe;
+  }
+
+  /** The reference `value` (not null-checked by the caller) as a function index or null; `what` names it. */
+  ref(value: unknown, top: string, what: () => string): Ref {
+    if (value === null) return null;
+    if (top !== 'func') {
+      throw new WizError('unsupported', `${what()} holds a non-null ${top === 'extern' ? 'externref' : `${top} reference`}: a module cannot hold it as a constant, so wiz cannot write it into a snapshot`);
+    }
+    const index = this.indexOf(value);
+    if (index === undefined) {
+      throw new WizError('unsupported', `${what()} holds a function of another instance or of the host: a module can refer only to its own functions, so wiz cannot write it into a snapshot`);
+    }
+    return index;
+  }
+
+  private indexOf(f: unknown): number | undefined {
+    const probe = this.probe;
+    if (!probe) throw new WizError('instrumentation', 'the instance lacks the function probe table');
+    const name = typeof f === 'function' ? f.name : '';
+    if (/^(0|[1-9][0-9]{0,9})$/.test(name)) {
+      const candidate = Number(name);
+      if (candidate < probe.length && probe.get(candidate) === f) return candidate;
+    }
+    if (!this.all) {
+      this.all = new Map();
+      for (let i = probe.length - 1; i >= 0; i--) this.all.set(probe.get(i), i); // the lowest index wins
+    }
+    return this.all.get(f);
+  }
+}
+
+async function globalDumper(globals: readonly InstrumentedGlobal[], exports: WebAssembly.Exports): Promise<() => Map<number, GlobalBits>> {
+  const layout = globals.map((g) => ({ ...g, store: storeOf(g.type), offset: 0 }));
   let size = 0;
   for (const slot of layout) {
     slot.offset = size;

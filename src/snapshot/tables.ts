@@ -1,0 +1,214 @@
+import { SectionId } from '../parse/module.ts';
+import { BinaryReader } from '../parse/reader.ts';
+import type { DefinedTable, ElementSegment, ModuleContext, Range } from '../parse/types.ts';
+import { BinaryWriter } from '../parse/writer.ts';
+import type { Ref, Snapshot } from './state.ts';
+
+/** A slot value the module's bytes do not determine (an initial value or offset computed from a global). */
+const UNKNOWN = undefined;
+
+/** `ref.func i` or `ref.null ht` (no `end`), for a value of the reference type encoded as `type`. */
+export function refExpr(w: BinaryWriter, type: Uint8Array, ref: Ref): BinaryWriter {
+  if (ref !== null) return w.byte(0xd2).u32(ref);
+  // The heap type: after the `ref null`/`ref` prefix, or the shorthand byte itself (funcref is `ref null func`).
+  return w.byte(0xd0).raw(type[0] === 0x63 || type[0] === 0x64 ? type.subarray(1) : type.subarray(0, 1));
+}
+
+export interface TableEditOptions {
+  /** Write the element section even when no table changed (keep-instrumentation outputs, see below). */
+  rewriteElements: boolean;
+  /** Replace the input's trailing active element segments (a previous snapshot's tables). */
+  replacePrevious: boolean;
+}
+
+/**
+ * Adds the table and element section edits for the snapshot's tables and dropped element segments. A table
+ * whose size changed gets its new minimum. When every table holds what the module's own segments put there and
+ * no segment was dropped, the element section is copied; otherwise the original active segments become
+ * declarative ones (already applied, like dropped ones, and still declaring their functions for `ref.func`),
+ * dropped passive segments become declarative (or empty), and new active segments write every table's contents.
+ *
+ * Keep-instrumentation outputs always get this form, so that in any snapshot wiz reads back, the trailing
+ * active segments are the ones it wrote, which the next snapshot replaces instead of piling them up.
+ */
+export function tableEdits(ctx: ModuleContext, snapshot: Snapshot, options: TableEditOptions, edits: Map<number, BinaryWriter | null>): void {
+  if (ctx.tables.length === 0 && snapshot.dropped.elem.size === 0) return;
+  const live = new Map(snapshot.tables.map((t) => [t.index, t.entries]));
+  const entriesOf = (t: DefinedTable) => live.get(t.index) ?? new Int32Array(0);
+  if (ctx.tables.some((t) => entriesOf(t).length !== t.min)) edits.set(SectionId.table, tableSection(ctx, entriesOf));
+  const changed = options.rewriteElements || snapshot.dropped.elem.size > 0
+    || ctx.tables.some((t) => !holdsInitialContents(ctx, t, entriesOf(t)));
+  if (changed) edits.set(SectionId.element, elementSection(ctx, snapshot.dropped.elem, entriesOf, options.replacePrevious));
+}
+
+function tableSection(ctx: ModuleContext, entriesOf: (t: DefinedTable) => Int32Array): BinaryWriter {
+  const w = new BinaryWriter().u32(ctx.tables.length);
+  for (const t of ctx.tables) {
+    w.raw(ctx.bytes.subarray(t.start, t.limits.start)).byte(t.flags).u32(entriesOf(t).length);
+    if (t.max !== undefined) w.u32(t.max);
+    w.raw(ctx.bytes.subarray(t.limits.end, t.end));
+  }
+  return w;
+}
+
+/** Whether `entries` is what instantiating the module leaves in table `t` (false when that is not known). */
+function holdsInitialContents(ctx: ModuleContext, t: DefinedTable, entries: Int32Array): boolean {
+  const fill = initialValue(ctx, t);
+  if (fill === UNKNOWN || entries.length < t.min) return false;
+  const initial = new Int32Array(t.min).fill(fill);
+  for (const s of ctx.elementSegments) {
+    if (s.mode !== 'active' || s.table !== t.index) continue;
+    const offset = constOffset(ctx, s.offset!);
+    const items = segmentItems(ctx, s);
+    if (offset === UNKNOWN || items === UNKNOWN || offset + items.length > initial.length) return false;
+    initial.set(items, offset);
+  }
+  for (let i = 0; i < entries.length; i++) {
+    if (entries[i] !== (i < initial.length ? initial[i] : fill)) return false;
+  }
+  return true;
+}
+
+/** The value a table's slots start with: null, a function, or unknown (an expression wiz does not evaluate). */
+function initialValue(ctx: ModuleContext, t: DefinedTable): number | undefined {
+  if (!t.init) return -1;
+  return constRef(new BinaryReader(ctx.bytes, t.init.start, t.init.end));
+}
+
+/** A constant reference expression `ref.null ht` / `ref.func i` (with its `end`); else unknown. */
+function constRef(r: BinaryReader): number | undefined {
+  const op = r.u8();
+  let value: number;
+  if (op === 0xd0) {
+    r.s33();
+    value = -1;
+  } else if (op === 0xd2) {
+    value = r.u32();
+  } else {
+    return UNKNOWN;
+  }
+  return r.u8() === 0x0b ? value : UNKNOWN;
+}
+
+/** An `i32.const` / `i64.const` offset; else unknown. */
+function constOffset(ctx: ModuleContext, range: Range): number | undefined {
+  const b = ctx.bytes;
+  const op = b[range.start];
+  if (op !== 0x41 && op !== 0x42) return UNKNOWN;
+  let value = 0n;
+  let shift = 0n;
+  let pos = range.start + 1;
+  let byte: number;
+  do {
+    byte = b[pos++]!;
+    value |= BigInt(byte & 0x7f) << shift;
+    shift += 7n;
+  } while (byte & 0x80 && pos < range.end);
+  if (byte & 0x40) value -= 1n << shift; // sign-extend
+  if (b[pos] !== 0x0b || pos + 1 !== range.end) return UNKNOWN;
+  const unsigned = op === 0x41 ? BigInt.asUintN(32, value) : BigInt.asUintN(64, value);
+  return unsigned <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(unsigned) : UNKNOWN;
+}
+
+/** A segment's items as function indices (-1 for null); unknown when an item is not a constant reference. */
+function segmentItems(ctx: ModuleContext, s: ElementSegment): Int32Array | undefined {
+  const r = new BinaryReader(ctx.bytes, s.items, s.end);
+  const items = new Int32Array(r.u32());
+  for (let i = 0; i < items.length; i++) {
+    if (!s.exprs) {
+      items[i] = r.u32();
+      continue;
+    }
+    const value = constRef(r);
+    if (value === UNKNOWN) return UNKNOWN;
+    items[i] = value;
+  }
+  return items;
+}
+
+function firstOfTrailingActive(segments: readonly ElementSegment[]): number {
+  let i = segments.length;
+  while (i > 0 && segments[i - 1]!.mode === 'active') i--;
+  return i;
+}
+
+function elementSection(
+  ctx: ModuleContext,
+  dropped: ReadonlySet<number>,
+  entriesOf: (t: DefinedTable) => Int32Array,
+  replacePrevious: boolean,
+): BinaryWriter {
+  const segments = ctx.elementSegments;
+  const kept = replacePrevious ? firstOfTrailingActive(segments) : segments.length;
+  const added = new BinaryWriter();
+  let count = kept;
+  for (const t of ctx.tables) count += writeTable(added, ctx, t, entriesOf(t));
+
+  const w = new BinaryWriter().u32(count);
+  for (let i = 0; i < kept; i++) {
+    const s = segments[i]!;
+    if (s.mode === 'active' || (s.mode === 'passive' && dropped.has(i))) writeApplied(w, ctx, s);
+    else w.raw(ctx.bytes.subarray(s.start, s.end));
+  }
+  return w.append(added);
+}
+
+/**
+ * A segment that instantiation already applied, or that was dropped, rewritten as one that behaves the same
+ * from now on: a declarative segment with the same items (dropped at instantiation, so `table.init` of it
+ * traps unless empty, as before; its functions stay declared for `ref.func`), or an empty passive one when it
+ * holds no functions.
+ */
+function writeApplied(w: BinaryWriter, ctx: ModuleContext, s: ElementSegment): void {
+  const type = s.elemType ? ctx.bytes.subarray(s.elemType.start, s.elemType.end) : undefined;
+  const items = ctx.bytes.subarray(s.items, s.end);
+  if (s.top !== 'func') {
+    w.byte(0x05).raw(type!).u32(0); // only expression segments hold non-function references
+  } else if (s.exprs) {
+    w.byte(0x07);
+    if (type) w.raw(type);
+    else w.byte(0x70);
+    w.raw(items);
+  } else {
+    w.byte(0x03).byte(0x00).raw(items);
+  }
+}
+
+/**
+ * Writes active segments that fill table `t` with `entries`, one per run of slots that differ from the
+ * table's initial value (every slot when that is not known). Returns how many.
+ */
+function writeTable(w: BinaryWriter, ctx: ModuleContext, t: DefinedTable, entries: Int32Array): number {
+  const fill = initialValue(ctx, t);
+  const type = ctx.bytes.subarray(t.refType.start, t.refType.end);
+  const plainFuncref = type.length === 1 && type[0] === 0x70;
+  let written = 0;
+  for (let start = 0; start < entries.length;) {
+    if (entries[start] === fill) {
+      start++;
+      continue;
+    }
+    let end = start;
+    let hasNull = false;
+    while (end < entries.length && entries[end] !== fill) hasNull ||= entries[end++] === -1;
+    written++;
+    const indices = plainFuncref && !hasNull;
+    // Flags: 0/4 for table 0 of funcref (the MVP encodings), 2 (function indices) or 6 (expressions) otherwise.
+    const flags = (indices ? 0 : 4) | (t.index === 0 && plainFuncref ? 0 : 2);
+    w.byte(flags);
+    if (flags & 2) w.u32(t.index);
+    if (t.table64) w.byte(0x42).s64(BigInt(start));
+    else w.byte(0x41).s32(start);
+    w.byte(0x0b);
+    if (flags === 2) w.byte(0x00);
+    if (flags === 6) w.raw(type);
+    w.u32(end - start);
+    for (let i = start; i < end; i++) {
+      const e = entries[i]!;
+      if (indices) w.u32(e);
+      else refExpr(w, type, e === -1 ? null : e).byte(0x0b);
+    }
+    start = end;
+  }
+  return written;
+}
