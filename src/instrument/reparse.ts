@@ -2,7 +2,8 @@ import { WizError } from '../errors.ts';
 import { parseModule } from '../parse/module.ts';
 import { BinaryWriter } from '../parse/writer.ts';
 import { compileModule } from '../run/initialize.ts';
-import { checkState, instrumentationOf, withProbe, WIZER_PREFIX, type InstrumentedModule } from './instrument.ts';
+import { checkState, instrumentationOf, withProbe, WIZER_PREFIX, type Instrumentation, type InstrumentedModule } from './instrument.ts';
+import type { ModuleContext } from '../parse/types.ts';
 
 /** An instrumented module read back, validated, with its instrumentation verified, and compiled. */
 export interface VerifiedInstrumentedModule extends InstrumentedModule {
@@ -23,18 +24,23 @@ const CLAIM = /^__wizer_(global|memory|table)_(0|[1-9][0-9]{0,9})$/;
 export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInstrumentedModule> {
   const context = parseModule(bytes);
   const validating = compileModule(bytes);
+  const expected = instrumentationOf(context);
   let probed: ReturnType<typeof withProbe>;
   try {
     checkState(context);
-    probed = withProbe(context, instrumentationOf(context), new BinaryWriter(), 0);
+    checkClaims(context, expected);
+    probed = withProbe(context, expected, new BinaryWriter(), 0);
   } catch (e) {
     await validating; // the engine's verdict on an invalid module comes first
     throw e;
   }
-  const { probe } = probed;
+  // The module itself is validated, then the copy with the probe is compiled (at the same time).
   const module = probed.bytes === bytes ? await validating : (await Promise.all([validating, compileModule(probed.bytes)]))[1];
-  const expected = instrumentationOf(context);
+  return { context, bytes: probed.bytes, ...expected, probe: probed.probe, reparsed: true, module };
+}
 
+/** Checks every `__wizer_` export against what it claims, and that none is missing. */
+function checkClaims(context: ModuleContext, expected: Instrumentation): void {
   const claims = context.exports.filter((e) => e.name.startsWith(WIZER_PREFIX));
   if (claims.length === 0 && (expected.globals.length > 0 || expected.memories.length > 0 || expected.tables.length > 0)) {
     throw new WizError('instrumentation', 'the module carries no instrumentation (no __wizer_ exports); pre-initialize it with wiz init --keep-instrumentation first');
@@ -62,7 +68,8 @@ export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInst
       if (e.index !== m.index) throw new WizError('instrumentation', `instrumentation export "${e.name}" exports memory ${e.index}, not the module's defined memory ${n} (memory ${m.index})`);
     }
   }
-  // Export names are unique (the engine validated that), so each claim above is distinct; now none missing.
+  // Export names are unique (the engine checks that before the result is used), so each claim above is
+  // distinct; now none missing.
   const names = new Set(claims.map((e) => e.name));
   for (const item of [...expected.globals, ...expected.memories, ...expected.tables]) {
     if (!names.has(item.exportName)) {
@@ -70,5 +77,4 @@ export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInst
       throw new WizError('instrumentation', `the module's instrumentation lacks "${item.exportName}" for ${what}`);
     }
   }
-  return { context, bytes: probed.bytes, ...expected, probe, reparsed: true, module };
 }
