@@ -4,6 +4,7 @@ import { preinitialize } from '../src/preinitialize.ts';
 import { parseModule, SectionId } from '../src/parse/module.ts';
 import { BinaryWriter } from '../src/parse/writer.ts';
 import { observe } from './helpers/observe.ts';
+import { hasNativeWizer, nativeWizer } from './helpers/run.ts';
 import { sectionBytes, sectionOrder } from './helpers/sections.ts';
 import { wat } from './helpers/wat.ts';
 
@@ -73,10 +74,17 @@ describe('rewrite', () => {
     expect(sectionOrder(output)).toEqual([1, 3, 5, 6, 7, 'name', 10, 11]);
   });
 
-  it('inserts a missing data section right after the code section, before trailing custom sections', async () => {
+  it('inserts a missing data section where the reference does: before a trailing name section, else at the end', async () => {
     const input = await wat(`(module (memory 1) (func (export "wizer-initialize") (i32.store (i32.const 0) (i32.const 5))))`, { names: true });
     expect(sectionOrder(input)).toEqual([1, 3, 5, 7, 10, 'name']);
     expect(sectionOrder(await preinitialize(input))).toEqual([1, 3, 5, 7, 10, 11, 'name']);
+    const producers = new BinaryWriter().section(0, new BinaryWriter().name('producers').u32(0)).finish();
+    const withProducers = new Uint8Array([...input, ...producers]);
+    expect(sectionOrder(await preinitialize(withProducers))).toEqual([1, 3, 5, 7, 10, 11, 'name', 'producers']);
+    const noName = await wat(`(module (memory 1) (func (export "wizer-initialize") (i32.store (i32.const 0) (i32.const 5))))`);
+    const output = await preinitialize(new Uint8Array([...noName, ...producers]));
+    expect(sectionOrder(output)).toEqual([1, 3, 5, 7, 10, 'producers', 11]);
+    if (hasNativeWizer) expect(Buffer.from(nativeWizer(new Uint8Array([...noName, ...producers])).output!).equals(Buffer.from(output))).toBe(true);
   });
 
   it('writes an empty data section and an empty export section like the reference', async () => {

@@ -7,7 +7,7 @@ import { parseModule } from '../src/parse/module.ts';
 import { observe } from './helpers/observe.ts';
 import { hasNativeWizer, nativeWizer, wizInit, wizSnapshot } from './helpers/run.ts';
 import { sectionBytes } from './helpers/sections.ts';
-import { wat } from './helpers/wat.ts';
+import { gcWat, wat } from './helpers/wat.ts';
 
 const calls = (table: string, slots: number) =>
   Array.from({ length: slots }, (_, i) => `(func (export "call${i}") (result i32) (call_indirect ${table} (type $r) (i32.const ${i})))`).join('\n');
@@ -177,6 +177,47 @@ describe('reference-typed globals', () => {
     const { instance } = await WebAssembly.instantiate(instrumented.bytes as BufferSource);
     (instance.exports.g as WebAssembly.Global).value = other.instance.exports.f;
     await expect(snapshot(instrumented, instance)).rejects.toThrow(/^global 0 \(mutable funcref\) holds a function of another instance or of the host/);
+  });
+});
+
+describe('typed function references and GC', () => {
+  it('snapshots a typed function table and typed reference globals, nullable or not', async () => {
+    const input = await gcWat(`(module
+      (type $r (func (result i32)))
+      (table $typed 2 (ref null $r))
+      (global $h (mut (ref null $r)) (ref.null $r))
+      (global $nn (mut (ref $r)) (ref.func $a))
+      (func $a (type $r) (i32.const 1))
+      (func $b (type $r) (i32.const 2))
+      (elem declare func $a $b)
+      (func (export "wizer-initialize")
+        (global.set $h (ref.func $a))
+        (global.set $nn (ref.func $b))
+        (table.set $typed (i32.const 1) (ref.func $b)))
+      (func (export "h") (result i32) (call_ref $r (global.get $h)))
+      (func (export "nn") (result i32) (call_ref $r (global.get $nn)))
+      (func (export "t0") (result i32) (call_indirect $typed (type $r) (i32.const 0)))
+      (func (export "t1") (result i32) (call_indirect $typed (type $r) (i32.const 1))))`);
+    const output = await preinitialize(input);
+    const live = await expectSameBehaviour(input, output);
+    expect([live.h!.result, live.nn!.result, live.t1!.result]).toEqual(['1', '2', '2']);
+    expect(live.t0!.result).toMatch(/^trap: /);
+  });
+
+  it('accepts GC writes in code, and refuses a GC object left in a global, naming it', async () => {
+    const source = (keep: string) => `(module
+      (type $s (struct (field (mut i32))))
+      (global $any (mut anyref) (ref.null any))
+      (func (export "wizer-initialize") (local $x (ref null $s))
+        (local.set $x (struct.new $s (i32.const 1)))
+        (struct.set $s 0 (local.get $x) (i32.const 2))
+        ${keep})
+      (func (export "is_null") (result i32) (ref.is_null (global.get $any))))`;
+    const transient = await gcWat(source(''));
+    const output = await preinitialize(transient);
+    await expectSameBehaviour(transient, output);
+    const kept = await gcWat(source('(global.set $any (local.get $x))'));
+    await expect(preinitialize(kept)).rejects.toThrow(/^global 0 \(mutable anyref\) holds a non-null any reference: a module cannot hold it as a constant/);
   });
 });
 

@@ -1,6 +1,21 @@
 import { sectionRank, SectionId } from './module.ts';
-import type { ModuleContext } from './types.ts';
+import type { ModuleContext, Section } from './types.ts';
 import { BinaryWriter } from './writer.ts';
+
+/**
+ * Where a missing data section goes (after the section at the returned index). As the reference places it, so
+ * that outputs stay byte-identical: right before the `name` section, or at the very end without one. Data is
+ * the last section in order, so the end is always valid; before `name` only when `name` follows every other
+ * section (with `name` before the code, the reference writes an invalid module; wiz writes data at the end).
+ */
+function dataAnchor(sections: readonly Section[], anchor: number): number {
+  let lastKnown = -1;
+  sections.forEach((s, i) => {
+    if (s.id !== SectionId.custom) lastKnown = i;
+  });
+  const name = sections.findIndex((s, i) => i > lastKnown && s.id === SectionId.custom && s.name === 'name');
+  return name >= 0 ? name - 1 : Math.max(anchor, sections.length - 1);
+}
 
 /** New content for a section: a body to write, or `null` to drop the section. */
 export type SectionEdits = Map<number, BinaryWriter | null>;
@@ -22,6 +37,7 @@ export function assemble(ctx: ModuleContext, edits: SectionEdits, dropCustom: Re
     sections.forEach((s, i) => {
       if (s.id !== SectionId.custom && sectionRank(s.id) < sectionRank(id)) anchor = i;
     });
+    if (id === SectionId.data) anchor = dataAnchor(sections, anchor);
     inserts.set(anchor, [...(inserts.get(anchor) ?? []), id].sort((a, b) => sectionRank(a) - sectionRank(b)));
   }
 

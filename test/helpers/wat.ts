@@ -21,3 +21,19 @@ export async function wat(text: string, options: { names?: boolean } = {}): Prom
     module.destroy();
   }
 }
+
+/**
+ * Assembles text that uses typed function references or GC types, which wabt does not parse, with Binaryen
+ * (it may renumber types and drop unused ones; the module's behaviour is what tests look at).
+ */
+export async function gcWat(text: string): Promise<Uint8Array> {
+  const { default: binaryen } = await import('binaryen');
+  const module = binaryen.parseText(text);
+  try {
+    module.setFeatures(binaryen.Features.ReferenceTypes | binaryen.Features.GC | binaryen.Features.BulkMemory | binaryen.Features.MutableGlobals);
+    if (!module.validate()) throw new Error('Binaryen rejects the fixture');
+    return module.emitBinary();
+  } finally {
+    module.dispose();
+  }
+}
