@@ -6,6 +6,8 @@ import { isWizError, WizError, type WizErrorCode } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
 import { readProvenance } from '../src/snapshot/provenance.ts';
+import { inspectModule } from '../src/inspect/inspect.ts';
+import { formatInspection } from './inspect.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { directOutput, runJob, type Job } from './job.ts';
@@ -141,6 +143,15 @@ function program(): Command {
         keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-',
       };
       writeOutput(output, await execute(job, opts));
+    });
+
+  cli.command('inspect')
+    .description('show what a module holds: sizes by section, memories, globals and their values, data, tables, exports, imports, instrumentation')
+    .argument('<input>', 'the module (.wasm file, or - for stdin)')
+    .option('--json', 'print everything as JSON (no list is cut short)')
+    .action((input: string, opts: { json?: boolean }) => {
+      const inspection = inspectModule(readInput(input));
+      process.stdout.write(opts.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(input === '-' ? 'stdin' : input, inspection));
     });
 
   cli.command('provenance')
