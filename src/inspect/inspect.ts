@@ -1,7 +1,7 @@
 // What a module holds, as a plain JSON-able object: sizes, memories, globals and their values, data, tables,
 // exports, imports, instrumentation and provenance. Static: it reads the bytes and runs nothing.
 import { WIZER_PREFIX } from '../instrument/instrument.ts';
-import { parseModule, readValType, SectionId } from '../parse/module.ts';
+import { parseModule, readValType, SectionId, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { ExternKind, ModuleContext } from '../parse/types.ts';
 import { readProvenance, type Provenance } from '../snapshot/provenance.ts';
@@ -261,27 +261,8 @@ function readTableType(r: BinaryReader): { type: string; min: number; max: numbe
   if (withInit) r.pos += 2;
   const type = readValType(r);
   const limits = readLimits(r);
-  if (withInit) skipExpr(r);
+  if (withInit) skipConstExpr(r);
   return { type, ...limits };
-}
-
-/** Skips a constant expression (as `parseModule` validated it already). */
-function skipExpr(r: BinaryReader): void {
-  for (;;) {
-    const op = r.u8();
-    if (op === 0x0b) return;
-    if (op === 0x41 || op === 0x42) sleb(r, 64);
-    else if (op === 0x43) r.skip(4);
-    else if (op === 0x44) r.skip(8);
-    else if (op === 0x23 || op === 0xd2) r.u32();
-    else if (op === 0xd0) sleb(r, 33);
-    else if (op === 0xfd) { r.u32(); r.skip(16); }
-    else if (op === 0xfb) {
-      const sub = r.u32();
-      if (sub === 0 || sub === 1 || sub === 6 || sub === 7) r.u32();
-      else if (sub === 8) { r.u32(); r.u32(); }
-    }
-  }
 }
 
 /** Imported tables (from the import section, which `parseModule` skips past) then defined ones. */
@@ -320,7 +301,7 @@ function readData(ctx: ModuleContext, memories: MemoryInfo[]): ModuleInspection[
     let offset: number | undefined;
     if (flag !== 1) {
       const exprStart = r.pos;
-      skipExpr(r);
+      skipConstExpr(r);
       const init = decodeConstExpr(ctx.bytes.subarray(exprStart, r.pos));
       if (init.op === 'const' && (init.type === 'i32' || init.type === 'i64')) {
         offset = Number(BigInt.asUintN(init.type === 'i32' ? 32 : 64, BigInt(init.value)));
