@@ -10,7 +10,7 @@ import { inspectModule } from '../src/inspect/inspect.ts';
 import { formatInspection } from './inspect.ts';
 import { sizeReport } from '../src/inspect/report.ts';
 import { concat } from '../src/parse/writer.ts';
-import { optimize, type Optimized } from './optimize.ts';
+import { optimize, requireBinaryen, type Optimized } from './optimize.ts';
 import { formatReport } from './report.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
@@ -177,6 +177,7 @@ const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Runs a job here, or in a child process that is killed when `--init-timeout` runs out. */
 async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array[]> {
+  if (opts.optimize) requireBinaryen();
   if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
   if (opts.initTimeout === undefined) return runJob(job, directOutput(job));
   const seconds = Number(opts.initTimeout);

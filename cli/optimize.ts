@@ -23,13 +23,18 @@ type Binaryen = typeof import('binaryen').default;
 /** Binaryen's JS API; its validator prints to the console, which `quiet` silences while wiz probes features. */
 let loaded: { binaryen: Binaryen; quiet: { on: boolean } } | undefined;
 
-async function loadBinaryen(): Promise<NonNullable<typeof loaded>> {
-  if (loaded) return loaded;
+/** Fails at once, before any init runs, when Binaryen is not installed. */
+export function requireBinaryen(): void {
   try {
     createRequire(import.meta.url).resolve('binaryen');
   } catch {
     throw new WizError('usage', '--optimize needs Binaryen: npm install binaryen (next to wiz)');
   }
+}
+
+async function loadBinaryen(): Promise<NonNullable<typeof loaded>> {
+  if (loaded) return loaded;
+  requireBinaryen();
   // Binaryen binds console.log and console.error when it loads: wrap them first, so its output can be switched off.
   const quiet = { on: false };
   const { log, error } = console;
@@ -52,10 +57,16 @@ const FEATURES: [string, keyof Binaryen['Features']][] = [
   ['custom-page-sizes', 'CustomPageSizes'], ['gc', 'GC'], ['exception-handling', 'ExceptionHandling'],
   ['tail-call', 'TailCall'], ['relaxed-simd', 'RelaxedSIMD'], ['simd', 'SIMD128'], ['memory64', 'Memory64'],
   ['multimemory', 'MultiMemory'], ['threads', 'Atomics'], ['extended-const', 'ExtendedConst'],
-  ['multivalue', 'Multivalue'], ['call-indirect-overlong', 'CallIndirectOverlong'], ['reference-types', 'ReferenceTypes'],
-  ['bulk-memory-opt', 'BulkMemoryOpt'], ['bulk-memory', 'BulkMemory'], ['nontrapping-float-to-int', 'NontrappingFPToInt'],
+  ['multivalue', 'Multivalue'], ['reference-types', 'ReferenceTypes'], ['call-indirect-overlong', 'CallIndirectOverlong'],
+  ['bulk-memory', 'BulkMemory'], ['bulk-memory-opt', 'BulkMemoryOpt'], ['nontrapping-float-to-int', 'NontrappingFPToInt'],
   ['sign-ext', 'SignExt'], ['mutable-globals', 'MutableGlobals'],
 ];
+
+/** Features Binaryen requires together (it asserts on the combination otherwise): dropping one drops the other. */
+const IMPLIED_BY: Partial<Record<keyof Binaryen['Features'], keyof Binaryen['Features']>> = {
+  BulkMemoryOpt: 'BulkMemory',
+  CallIndirectOverlong: 'ReferenceTypes',
+};
 
 /**
  * Binaryen writes a `target_features` section of its own when the input has one, listing features the module
@@ -80,6 +91,17 @@ const hasNameSection = (bytes: Uint8Array) => parseModule(bytes).sections.some((
  * a feature the input does not use. The result is compiled by this engine before it is returned.
  */
 export async function optimize(wasm: Uint8Array, options: { keepNames?: boolean } = {}): Promise<Optimized> {
+  try {
+    return await runBinaryen(wasm, options);
+  } catch (e) {
+    if (e instanceof WizError) throw e;
+    // Binaryen aborts with an assertion message of several lines.
+    const why = String((e as Error).message ?? e).split('\n')[0]!.replace(/\. Build with -sASSERTIONS.*$/, '');
+    throw new WizError('unsupported', `Binaryen failed on this module (${why}); write it without --optimize`);
+  }
+}
+
+async function runBinaryen(wasm: Uint8Array, options: { keepNames?: boolean }): Promise<Optimized> {
   const { binaryen, quiet } = await loadBinaryen();
   const start = performance.now();
   const module = (binaryen.readBinary as (data: Uint8Array, features?: number) => ReturnType<Binaryen["readBinary"]>)(wasm, binaryen.Features.All);
@@ -89,7 +111,8 @@ export async function optimize(wasm: Uint8Array, options: { keepNames?: boolean 
     try {
       if (!module.validate()) throw new WizError('invalid', 'Binaryen cannot validate the module, so --optimize cannot run on it');
       for (const [, key] of FEATURES) {
-        const without = features & ~(binaryen.Features[key] as number);
+        const implying = IMPLIED_BY[key];
+        const without = features & ~(binaryen.Features[key] as number) & ~(implying ? binaryen.Features[implying] as number : 0);
         if (without === features) continue;
         module.setFeatures(without);
         if (module.validate()) features = without;

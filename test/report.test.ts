@@ -82,6 +82,17 @@ describe('--optimize', () => {
     expect((instance.exports.get as (x: number) => number)(0x8001)).toBe(-1 + -32767);
   });
 
+  it('keeps bulk-memory-opt with bulk-memory, as Binaryen requires, for code that only init used', async () => {
+    const input = await wat(`(module (memory (export "memory") 1) (data "ab")
+      (func (export "wizer-initialize") (memory.fill (i32.const 8) (i32.const 7) (i32.const 4)) (memory.init 0 (i32.const 16) (i32.const 0) (i32.const 2)))
+      (func (export "get") (result i32) (i32.load (i32.const 16))))`);
+    const plain = wizInit(input).output!;
+    const r = wizInit(input, ['--optimize', '-v']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/features: bulk-memory-opt, bulk-memory;/);
+    expect(await observe(r.output!)).toEqual(await observe(plain));
+  });
+
   it('writes nothing when the job fails', async () => {
     const r = wizInit(await wat(`(module (func (export "wizer-initialize") unreachable))`), ['--optimize', '-v']);
     expect(r.status).toBe(1);
