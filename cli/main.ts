@@ -6,6 +6,12 @@ import { isWizError, WizError, type WizErrorCode } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
 import { readProvenance } from '../src/snapshot/provenance.ts';
+import { inspectModule } from '../src/inspect/inspect.ts';
+import { formatInspection } from './inspect.ts';
+import { sizeReport } from '../src/inspect/report.ts';
+import { concat } from '../src/parse/writer.ts';
+import { optimize, requireBinaryen, type Optimized } from './optimize.ts';
+import { formatReport } from './report.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { directOutput, runJob, type Job } from './job.ts';
@@ -72,6 +78,8 @@ interface CommonOptions {
   deterministic?: boolean;
   initTimeout?: string;
   relaxedSimdDeterministic?: boolean;
+  report?: boolean;
+  optimize?: boolean;
 }
 
 /** The options both commands share: output, renames, instrumentation, what the host provides, a time limit. */
@@ -88,6 +96,8 @@ function addCommonOptions(cmd: Command, what: string): Command {
     .option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0, for reproducible builds')
     .option('--preload <name=file.wasm>', 'instantiate another module and provide its exports as the imports of module NAME (repeatable; not snapshotted)', collect, [] as string[])
     .option('--init-timeout <seconds>', `stop and fail if ${what} takes longer than this`);
+  cmd.option('-v, --report', 'print the input and output sizes, the data written and what merging segments saved, to stderr')
+    .option('--optimize', 'run Binaryen\'s optimizer (-Os) on the output, with only the features the module uses, to remove what only init needed (needs the binaryen package)');
   addBoolean(cmd, '--relaxed-simd-deterministic', 'accepted for compatibility; the engine decides relaxed SIMD results', true);
   for (const flag of FEATURE_FLAGS) addBoolean(cmd, flag, 'accepted for compatibility; the engine decides', true);
   return cmd;
@@ -126,7 +136,7 @@ function program(): Command {
         renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
         printToStderr: output === '-',
       };
-      writeOutput(output, await execute(job, opts));
+      writeOutput(output, await finish(job, await execute(job, opts), opts));
     });
 
   const snap = cli.command('snapshot')
@@ -140,7 +150,16 @@ function program(): Command {
         kind: 'snapshot', input: readInput(input), invoke: opts.invoke, renames: opts.renameFunc,
         keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-',
       };
-      writeOutput(output, await execute(job, opts));
+      writeOutput(output, await finish(job, await execute(job, opts), opts));
+    });
+
+  cli.command('inspect')
+    .description('show what a module holds: sizes by section, memories, globals and their values, data, tables, exports, imports, instrumentation')
+    .argument('<input>', 'the module (.wasm file, or - for stdin)')
+    .option('--json', 'print everything as JSON (no list is cut short)')
+    .action((input: string, opts: { json?: boolean }) => {
+      const inspection = inspectModule(readInput(input));
+      process.stdout.write(opts.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(input === '-' ? 'stdin' : input, inspection));
     });
 
   cli.command('provenance')
@@ -158,6 +177,7 @@ const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Runs a job here, or in a child process that is killed when `--init-timeout` runs out. */
 async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array[]> {
+  if (opts.optimize) requireBinaryen();
   if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
   if (opts.initTimeout === undefined) return runJob(job, directOutput(job));
   const seconds = Number(opts.initTimeout);
@@ -190,6 +210,20 @@ async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array[]> {
     child.on('exit', (code, signal) => settle(() => reject(new Error(`the child process ended (${signal ?? `code ${code}`}) without a result`))));
     child.send(job);
   });
+}
+
+/** `--optimize` and `--report`, on the module a job wrote. */
+async function finish(job: Job, parts: Uint8Array[], opts: CommonOptions): Promise<Uint8Array[]> {
+  if (!opts.report && !opts.optimize) return parts;
+  const written = concat(parts);
+  let optimized: (Optimized & { before: number }) | undefined;
+  if (opts.optimize) {
+    const start = performance.now();
+    const result = await optimize(written);
+    optimized = { ...result, before: written.length, ms: performance.now() - start };
+  }
+  if (opts.report) process.stderr.write(formatReport(sizeReport(job.input, written), optimized));
+  return [optimized ? optimized.bytes : written];
 }
 
 /** The output target: a file, or stdout, which must not be a terminal. */

@@ -13,3 +13,4 @@ export { parseInstrumented, type VerifiedInstrumentedModule } from './instrument
 export { instantiate, type LiveInstance } from './run/initialize.ts';
 export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/provenance.ts';
 export { parseInvocation, formatInvocation, type Invocation } from './run/invoke.ts';
+export { inspectModule, decodeConstExpr, INIT_FUNCTION_NAMES, type ModuleInspection, type ConstValue, type GlobalInfo, type MemoryInfo, type TableInfo, type SectionInfo } from './inspect/inspect.ts';
