@@ -13,7 +13,8 @@ import { startDemoServer, type DemoServer } from './helpers/browser-server.ts';
 const root = join(import.meta.dirname, '..');
 const OUT = join(root, '.browser');
 const BUNDLE = join(OUT, 'bundle');
-const CHROMIUM = '/usr/bin/chromium';
+/** Debian's chromium; WIZ_CHROMIUM names another system binary. */
+const CHROMIUM = process.env.WIZ_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_HINT = 'apt-get install chromium';
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -54,6 +55,15 @@ describe('browser build', () => {
   });
 });
 
+/** One line from playwright's launch error: its first line, what the browser wrote to stderr, how it exited. */
+function launchFailure(message: string): string {
+  const lines = message.replace(/\x1b\[\d+m/g, '').split('\n');
+  const first = (lines[0] ?? '').replace(/^browserType\.launch: /, '');
+  const stderr = lines.filter((l) => /^\[pid=\d+\]\[err\] \S/.test(l)).map((l) => l.replace(/^\[pid=\d+\]\[err\] /, ''));
+  const exit = /<process did exit: (exitCode=\w+, signal=\w+)>/.exec(message)?.[1];
+  return [first, ...stderr.slice(0, 3).map((l) => `stderr: ${l}`), exit].filter(Boolean).join('; ');
+}
+
 interface PageState {
   inits: number; primes: number; prime1000: number; total: string; adds: number; mean: number;
   memoryPages: number; memorySha256: string;
@@ -82,8 +92,7 @@ describe.skipIf(!hasChromium)('the demo page in headless Chromium', () => {
     try {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
     } catch (e) {
-      const why = String((e as Error).message ?? e).split('\n').find((l) => l.trim()) ?? 'unknown error';
-      throw new Error(`Chromium (${CHROMIUM}) cannot start: ${why}`);
+      throw new Error(`Chromium (${CHROMIUM}) cannot start: ${launchFailure(String((e as Error).message ?? e))}`);
     }
     // A fresh context: empty IndexedDB, so the first load is a first visit.
     const context = await browser.newContext({ viewport: { width: 760, height: 600 }, deviceScaleFactor: 1 });
