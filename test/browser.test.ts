@@ -2,13 +2,15 @@
 // Debian's `chromium` package, driven by playwright-core (never a downloaded browser). The page pre-initializes
 // a module, stores the snapshot in IndexedDB, and after a reload starts from it; the test asserts on what the
 // page reports, and saves a screenshot to .browser/demo.png (WIZ_UPDATE_SCREENSHOT=1: also docs/browser-demo.png).
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { browserProblem, buildBrowser } from '../scripts/build-browser.ts';
+import { rolldown } from 'rolldown';
+import { BROWSER_DIR, browserProblem, buildBrowser } from '../scripts/build-browser.ts';
 import * as wiz from '../src/index.ts';
 import { startDemoServer, type DemoServer } from './helpers/browser-server.ts';
+import { wat } from './helpers/wat.ts';
 
 const root = join(import.meta.dirname, '..');
 const OUT = join(root, '.browser');
@@ -46,6 +48,27 @@ describe('browser build', () => {
     expect(browserProblem("const p = await import('node:path');")).toMatch(/node:path/);
     expect(browserProblem('const x = require("x");')).toMatch(/require/);
     expect(browserProblem('const note = "see node: docs";')).toBeUndefined();
+  });
+
+  test('a bundler targeting browsers resolves the package to it', async () => {
+    const exports = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).exports as Record<string, Record<string, string>>;
+    expect(exports['.']).toMatchObject({ browser: './dist/browser/wiz.js', default: './dist/src/index.js' });
+    expect(exports['./browser']).toMatchObject({ default: './dist/browser/wiz.js' });
+    if (!existsSync(join(BROWSER_DIR, 'wiz.js'))) await buildBrowser(); // what `npm run build` does
+    const app = join(OUT, 'app');
+    mkdirSync(app, { recursive: true });
+    writeFileSync(join(app, 'main.js'), "import { preinitialize } from 'wiz';\nexport const run = preinitialize;\n");
+    const resolved = async (platform: 'browser' | 'node') => {
+      const out = await rolldown({ input: join(app, 'main.js'), platform, logLevel: 'silent', external: [/^node:/] });
+      try {
+        return (await out.generate({ format: 'esm' })).output[0].moduleIds.map((id) => relative(root, id));
+      } finally {
+        await out.close();
+      }
+    };
+    // The package refers to itself by name here, as an application's bundler finds it in node_modules.
+    expect(await resolved('browser')).toContain(join('dist', 'browser', 'wiz.js'));
+    expect(await resolved('node')).toContain(join('dist', 'src', 'index.js'));
   });
 
   test('the bundle writes the same snapshot as the source', async () => {
@@ -173,5 +196,20 @@ describe.skipIf(!hasChromium)('the demo page in headless Chromium', () => {
     const { instance: restored } = await WebAssembly.instantiate(stored as BufferSource);
     const r = restored.exports as { inits: () => number; total: () => bigint; nth: (i: number) => number };
     expect([r.inits(), r.total(), r.nth(1000)]).toEqual([1, 42n, 7927]);
+  });
+
+  test('preinitialize in the page writes what Node writes, and fails with the same one-line errors', async () => {
+    const traps = await wat(`(module (memory 1) (func (export "wizer-initialize") (i32.store (i32.const 70000) (i32.const 1))))`);
+    // A string, so that the test runner leaves its dynamic import alone: the page imports the bundle itself.
+    const inPage = await page.evaluate(`(async ([counter, trapping]) => {
+      const w = await import('/dist/browser/wiz.js');
+      const out = await w.preinitialize(new Uint8Array(counter), { renames: ['sum=total'] });
+      const error = await w.preinitialize(new Uint8Array(trapping)).then(() => null, (e) => ({ code: e.code, message: e.message }));
+      return { out: Array.from(out), error };
+    })(${JSON.stringify([Array.from(server.wasm), Array.from(traps)])})`) as { out: number[]; error: unknown };
+    expect(new Uint8Array(inPage.out)).toEqual(await wiz.preinitialize(server.wasm, { renames: ['sum=total'] }));
+    const nodeError = await wiz.preinitialize(traps).then(() => null, (e: wiz.WizError) => ({ code: e.code, message: e.message }));
+    expect(nodeError?.code).toBe('trap');
+    expect(inPage.error).toEqual(nodeError);
   });
 });
