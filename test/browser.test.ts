@@ -205,11 +205,20 @@ describe.skipIf(!hasChromium)('the demo page in headless Chromium', () => {
       const w = await import('/dist/browser/wiz.js');
       const out = await w.preinitialize(new Uint8Array(counter), { renames: ['sum=total'] });
       const error = await w.preinitialize(new Uint8Array(trapping)).then(() => null, (e) => ({ code: e.code, message: e.message }));
-      return { out: Array.from(out), error };
-    })(${JSON.stringify([Array.from(server.wasm), Array.from(traps)])})`) as { out: number[]; error: unknown };
+      // A memory with custom page sizes (limits flag 0x08), a feature no shipping engine enables yet.
+      const customPages = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 4, 1, 8, 1, 0]);
+      const unsupported = await w.compileModule(customPages).then(() => null, (e) => ({ code: e.code, message: e.message }));
+      return { out: Array.from(out), error, unsupported };
+    })(${JSON.stringify([Array.from(server.wasm), Array.from(traps)])})`) as { out: number[]; error: unknown; unsupported: unknown };
     expect(new Uint8Array(inPage.out)).toEqual(await wiz.preinitialize(server.wasm, { renames: ['sum=total'] }));
     const nodeError = await wiz.preinitialize(traps).then(() => null, (e: wiz.WizError) => ({ code: e.code, message: e.message }));
     expect(nodeError?.code).toBe('trap');
     expect(inPage.error).toEqual(nodeError);
+    // A missing feature is explained without pointing a browser user at Node releases.
+    expect(inPage.unsupported).toEqual({
+      code: 'unsupported',
+      message: expect.stringMatching(/^the module uses the WebAssembly custom-page-sizes feature, which this engine does not enable: \S/),
+    });
+    expect((inPage.unsupported as { message: string }).message).not.toMatch(/Node/);
   });
 });
