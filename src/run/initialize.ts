@@ -73,10 +73,12 @@ function compileError(e: unknown): WizError {
   const flag = /--experimental-wasm-([\w-]+)/.exec(message) ?? (/memory limits flags 0x[89a-f]\b/.test(message) ? [, 'custom_page_sizes'] : null);
   if (flag) {
     const feature = flag[1]!.replace(/-/g, '_');
-    const has = FEATURE_NODE[feature] ?? 'a newer Node release';
     const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
-    const engine = node ? `Node ${node}` : 'this engine';
-    return new WizError('unsupported', `the module uses the WebAssembly ${feature.replace(/_/g, '-')} feature, which ${engine} does not enable (${has} does): ${message}`);
+    const name = feature.replace(/_/g, '-');
+    // Outside Node (a browser, a worker) the Node release that has the feature is no help.
+    if (!node) return new WizError('unsupported', `the module uses the WebAssembly ${name} feature, which this engine does not enable: ${message}`);
+    const has = FEATURE_NODE[feature] ?? 'a newer Node release';
+    return new WizError('unsupported', `the module uses the WebAssembly ${name} feature, which Node ${node} does not enable (${has} does): ${message}`);
   }
   return new WizError('invalid', `invalid module: ${message}`);
 }
