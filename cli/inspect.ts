@@ -72,7 +72,7 @@ export function formatInspection(name: string, m: ModuleInspection): string {
   out.push(`imports       ${m.imports.total}${m.imports.total ? `: ${counts(m.imports.byKind)} (from ${modules})` : ''}`);
 
   const inst = m.instrumentation;
-  out.push(`instrumented  ${inst ? `yes: __wizer_ exports for ${plural(inst.globals, 'global')}, ${inst.memories} ${inst.memories === 1 ? 'memory' : 'memories'} (wiz snapshot can snapshot it)` : 'no'}`);
+  out.push(`instrumented  ${inst ? `yes: __wizer_ exports for ${plural(inst.globals, 'global')}, ${inst.memories} ${inst.memories === 1 ? 'memory' : 'memories'}, ${plural(inst.tables, 'table')} (wiz snapshot can snapshot it)` : 'no'}`);
   out.push(`provenance    ${m.provenance ? `generation ${m.provenance.generation}, parent ${m.provenance.parent}` : 'none recorded'}`);
   out.push(`init function ${m.initFunctions.length ? `exported: ${m.initFunctions.join(', ')}` : 'none exported'}`);
   return `${out.join('\n')}\n`;

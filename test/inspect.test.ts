@@ -135,7 +135,7 @@ describe('wiz inspect', () => {
     const first = wizInit(input, ['--keep-instrumentation']);
     expect(first.status).toBe(0);
     const gen0 = inspectModule(first.output!);
-    expect(gen0.instrumentation).toEqual({ globals: 1, memories: 1 });
+    expect(gen0.instrumentation).toEqual({ globals: 1, memories: 1, tables: 0 });
     expect(gen0.provenance).toEqual({ generation: 0, parent: `sha256:${createHash('sha256').update(input).digest('hex')}` });
     expect(gen0.initFunctions).toEqual([]);
     expect(gen0.globals.defined[0]!.init).toMatchObject({ bits: '0x00000005' });

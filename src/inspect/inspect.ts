@@ -1,7 +1,7 @@
 // What a module holds, as a plain JSON-able object: sizes, memories, globals and their values, data, tables,
 // exports, imports, instrumentation and provenance. Static: it reads the bytes and runs nothing.
 import { WIZER_PREFIX } from '../instrument/instrument.ts';
-import { parseModule, readValType, SectionId, skipConstExpr } from '../parse/module.ts';
+import { parseModule, SECTION_NAMES, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { ExternKind, ModuleContext } from '../parse/types.ts';
 import { readProvenance, type Provenance } from '../snapshot/provenance.ts';
@@ -82,7 +82,7 @@ export interface ModuleInspection {
   imports: { total: number; byKind: Partial<Record<ExternKind, number>>; modules: string[] };
   start: number | undefined;
   /** The `__wizer_*` exports it carries (as `wiz init --keep-instrumentation` writes them), by what they export. */
-  instrumentation: { globals: number; memories: number } | undefined;
+  instrumentation: { globals: number; memories: number; tables: number } | undefined;
   provenance: Provenance | undefined;
   /** Exported init functions, of `wizer-initialize`, `wizer.initialize`, `_initialize`. */
   initFunctions: string[];
@@ -90,11 +90,6 @@ export interface ModuleInspection {
 
 /** The export names that make a module look not yet initialized. */
 export const INIT_FUNCTION_NAMES = ['wizer-initialize', 'wizer.initialize', '_initialize'];
-
-const SECTION_NAMES: Record<number, string> = {
-  1: 'type', 2: 'import', 3: 'function', 4: 'table', 5: 'memory', 6: 'global', 7: 'export', 8: 'start',
-  9: 'element', 10: 'code', 11: 'data', 12: 'data count', 13: 'tag',
-};
 
 /** Reads a module (bytes, or a context already parsed) and describes it. Throws `malformed` as `parseModule` does. */
 export function inspectModule(wasm: Uint8Array | ModuleContext): ModuleInspection {
@@ -134,7 +129,7 @@ export function inspectModule(wasm: Uint8Array | ModuleContext): ModuleInspectio
       })),
     },
     tables: readTables(ctx),
-    elementSegments: sectionCount(ctx, SectionId.element),
+    elementSegments: ctx.elementSegments.length,
     data,
     exports: { total: ctx.exports.length, byKind: byKind(ctx.exports) },
     imports: { total: ctx.imports.length, byKind: byKind(ctx.imports), modules: [...new Set(ctx.imports.map((i) => i.module))] },
@@ -142,16 +137,11 @@ export function inspectModule(wasm: Uint8Array | ModuleContext): ModuleInspectio
     instrumentation: claims.length === 0 ? undefined : {
       globals: claims.filter((e) => e.kind === 'global').length,
       memories: claims.filter((e) => e.kind === 'memory').length,
+      tables: claims.filter((e) => e.kind === 'table').length,
     },
     provenance: readProvenance(ctx),
     initFunctions: INIT_FUNCTION_NAMES.filter((n) => exported.has(n)),
   };
-}
-
-/** The item count at the start of a vector section, 0 when the section is absent. */
-function sectionCount(ctx: ModuleContext, id: number): number {
-  const s = ctx.sections.find((x) => x.id === id);
-  return s ? new BinaryReader(ctx.bytes, s.contentStart, s.end).u32() : 0;
 }
 
 const hex = (n: bigint, digits: number) => `0x${n.toString(16).padStart(digits, '0')}`;
@@ -255,39 +245,11 @@ function readLimits(r: BinaryReader): { min: number; max: number | undefined } {
   return { min, max };
 }
 
-/** A table type (with the `0x40 0x00` prefix of tables that have an init expression, which is skipped). */
-function readTableType(r: BinaryReader): { type: string; min: number; max: number | undefined } {
-  const withInit = r.bytes[r.pos] === 0x40;
-  if (withInit) r.pos += 2;
-  const type = readValType(r);
-  const limits = readLimits(r);
-  if (withInit) skipConstExpr(r);
-  return { type, ...limits };
-}
-
-/** Imported tables (from the import section, which `parseModule` skips past) then defined ones. */
+/** Imported tables then defined ones. */
 function readTables(ctx: ModuleContext): TableInfo[] {
-  const tables: TableInfo[] = [];
-  const imports = ctx.sections.find((s) => s.id === SectionId.import);
-  if (imports && ctx.importedTables > 0) {
-    const r = new BinaryReader(ctx.bytes, imports.contentStart, imports.end);
-    for (let n = r.u32(); n > 0; n--) {
-      r.name();
-      r.name();
-      const kind = r.u8();
-      if (kind === 0x01) tables.push({ index: tables.length, imported: true, ...readTableType(r) });
-      else if (kind === 0x00) r.u32();
-      else if (kind === 0x02) readLimits(r);
-      else if (kind === 0x03) { readValType(r); r.u8(); }
-      else { r.u8(); r.u32(); } // tag
-    }
-  }
-  const defined = ctx.sections.find((s) => s.id === SectionId.table);
-  if (defined) {
-    const r = new BinaryReader(ctx.bytes, defined.contentStart, defined.end);
-    for (let n = r.u32(); n > 0; n--) tables.push({ index: tables.length, imported: false, ...readTableType(r) });
-  }
-  return tables;
+  const imported = ctx.imports.filter((i) => i.kind === 'table').map((i) => ({ ...i.table!, imported: true }));
+  return [...imported, ...ctx.tables.map((t) => ({ ...t, imported: false }))]
+    .map((t) => ({ index: t.index, imported: t.imported, type: t.type, min: t.min, max: t.max }));
 }
 
 /** Counts the data segments, and places the active ones' non-zero bytes in `memories`. */

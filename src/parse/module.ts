@@ -44,7 +44,7 @@ export function sectionRank(id: number): number {
   return rank;
 }
 
-const SECTION_NAMES: Record<number, string> = {
+export const SECTION_NAMES: Record<number, string> = {
   0: 'custom', 1: 'type', 2: 'import', 3: 'function', 4: 'table', 5: 'memory', 6: 'global', 7: 'export',
   8: 'start', 9: 'element', 10: 'code', 11: 'data', 12: 'data count', 13: 'tag',
 };
@@ -351,8 +351,7 @@ function readImport(ctx: ModuleContext, r: BinaryReader): Import {
       return { module, name, kind, typeIndex: r.u32() };
     case 'table':
       ctx.importedTables++;
-      readTable(ctx, r, ctx.importedTables - 1);
-      return { module, name, kind };
+      return { module, name, kind, table: readTable(ctx, r, ctx.importedTables - 1) };
     case 'memory':
       ctx.importedMemories++;
       return { module, name, kind, memory: readMemoryType(r) };

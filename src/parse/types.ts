@@ -32,6 +32,7 @@ export interface Import {
   typeIndex?: number;
   memory?: MemoryType;
   global?: GlobalType;
+  table?: DefinedTable;
 }
 
 export interface Export {
