@@ -1,6 +1,7 @@
 // `--optimize`: Binaryen's optimizer on the output, with only the features the module already uses, so that it
 // removes what only init needed without making the module need more of the engine.
 import { createRequire } from 'node:module';
+import { renameInstrumentation } from '../src/instrument/instrument.ts';
 import { WizError } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import type { Section } from '../src/parse/types.ts';
@@ -126,7 +127,8 @@ async function runBinaryen(wasm: Uint8Array, options: { keepNames?: boolean }): 
     binaryen.setOptimizeLevel(2);
     binaryen.setShrinkLevel(1);
     module.optimize();
-    const bytes = keepTargetFeatures(wasm, module.emitBinary());
+    // The optimizer may renumber globals: instrumentation kept for wiz snapshot is renamed after what it exports.
+    const bytes = renameInstrumentation(keepTargetFeatures(wasm, module.emitBinary()));
     try {
       await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
     } catch (e) {

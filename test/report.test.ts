@@ -93,6 +93,23 @@ describe('--optimize', () => {
     expect(await observe(r.output!)).toEqual(await observe(plain));
   });
 
+  it('renames kept instrumentation after the optimizer renumbers globals, so that wiz snapshot reads it back', async () => {
+    const input = await wat(`(module (memory (export "memory") 1)
+      (global $unused i32 (i32.const 7))
+      (global $a (mut i32) (i32.const 0))
+      (func $three (result i32) (i32.const 3))
+      (func (export "wizer-initialize") (global.set $a (call $three)))
+      (func (export "bump") (global.set $a (i32.add (global.get $a) (i32.const 1))))
+      (func (export "a") (result i32) (global.get $a)))`);
+    const r = wizInit(input, ['--keep-instrumentation', '--optimize']);
+    expect(r.status, r.stderr).toBe(0);
+    const exports = parseModule(r.output!).exports.filter((e) => e.name.startsWith('__wizer_'));
+    expect(exports.map((e) => `${e.name}->${e.kind} ${e.index}`)).toEqual(['__wizer_global_0->global 0', '__wizer_memory_0->memory 0']);
+    const next = wizSnapshot(r.output!, ['--invoke', 'bump', '--invoke', 'a()']);
+    expect(next.stderr).toBe('');
+    expect(next.stdout.toString()).toBe('bump()\na() = 4\n');
+  });
+
   it('writes nothing when the job fails', async () => {
     const r = wizInit(await wat(`(module (func (export "wizer-initialize") unreachable))`), ['--optimize', '-v']);
     expect(r.status).toBe(1);

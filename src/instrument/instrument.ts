@@ -253,3 +253,24 @@ export function checkState(ctx: ModuleContext): void {
     }
   }
 }
+
+/**
+ * Names a module's `__wizer_` exports after what they now export: for a module that a tool such as an
+ * optimizer rewrote (renumbering globals, say) after wiz instrumented it. `parseInstrumented` then accepts it.
+ */
+export function renameInstrumentation(wasm: Uint8Array): Uint8Array {
+  const context = parseModule(wasm);
+  const section = findSection(context, SectionId.export);
+  if (!section || !context.exports.some((e) => e.name.startsWith(WIZER_PREFIX))) return wasm;
+  const w = new BinaryWriter().u32(context.exports.length);
+  for (const e of context.exports) {
+    let name = e.name;
+    if (name.startsWith(WIZER_PREFIX)) {
+      if (e.kind === 'global') name = `${WIZER_PREFIX}global_${e.index}`;
+      else if (e.kind === 'memory') name = `${WIZER_PREFIX}memory_${context.memories.findIndex((m) => m.index === e.index)}`;
+      else if (e.kind === 'table') name = `${WIZER_PREFIX}table_${context.tables.findIndex((t) => t.index === e.index)}`;
+    }
+    w.name(name).byte(['func', 'table', 'memory', 'global', 'tag'].indexOf(e.kind)).u32(e.index);
+  }
+  return assemble(context, new Map([[SectionId.export, w]])).finish();
+}
