@@ -7,7 +7,7 @@ import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
 import { instanceReader, takeSnapshot } from './snapshot/state.ts';
 
-export interface PreinitializeOptions extends InitializeOptions {
+export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOptions, 'provenance'> {
   /** Keep the init function exported in the output (the reference's `--keep-init-func`). */
   keepInitFunc?: boolean;
   /** Export renames `dst=src` (the reference's `-r`/`--rename-func`). */
@@ -20,7 +20,8 @@ export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 
   /** Keep the `__wizer_` exports, so that the output can be snapshotted again. */
   keepInstrumentation?: boolean;
   /**
-   * Record a `wiz.provenance` custom section (generation, digest of the parent). Default: when keeping the
+   * Record a `wiz.provenance` custom section (generation, digest of the parent). Default: where WebCrypto is
+   * available (browsers: secure contexts only), when keeping the
    * instrumentation or snapshotting a re-parsed module; plain `wiz init` output stays identical to the reference's.
    */
   provenance?: boolean;
@@ -81,7 +82,12 @@ async function writeSnapshot(
   // Everything asynchronous first; then the state is read and written in one synchronous run, so that nothing
   // (a host task, a timer) can change the instance between reading one part of its state and another.
   const customSections = [];
-  if (options.provenance ?? (options.keepInstrumentation || reparsed)) {
+  const record = options.provenance ?? ((options.keepInstrumentation || reparsed) && !!globalThis.crypto?.subtle);
+  if (options.provenance === undefined && !record && (options.keepInstrumentation || reparsed)) {
+    // Browsers offer WebCrypto only in secure contexts (https, localhost): the default gives way there.
+    options.onWarning?.('provenance not recorded: this context lacks WebCrypto (crypto.subtle), which browsers offer only on https and localhost');
+  }
+  if (record) {
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
   const reader = await instanceReader(instrumented, instance);

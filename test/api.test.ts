@@ -127,3 +127,22 @@ describe('examples', () => {
     expect(out).toMatch(/^after 1, 2: total 1003, saved \d+ bytes\nafter 30: total 1033, saved \d+ bytes\nafter 400, 500: total 1933, saved \d+ bytes\n$/);
   });
 });
+
+describe('provenance where WebCrypto is missing (a browser page on plain http)', () => {
+  it('is left out with a warning by default, and refused when asked for', async () => {
+    const { vi } = await import('vitest');
+    const { preinitialize: run, readProvenance: read } = await import('../src/index.ts');
+    const input = await wat(`(module (global (mut i32) (i32.const 0)) (func (export "wizer-initialize")))`);
+    vi.stubGlobal('crypto', undefined);
+    try {
+      const warnings: string[] = [];
+      const output = await run(input, { keepInstrumentation: true, onWarning: (w) => warnings.push(w) });
+      expect(read(parseModule(output))).toBeUndefined();
+      expect(warnings).toEqual(['provenance not recorded: this context lacks WebCrypto (crypto.subtle), which browsers offer only on https and localhost']);
+      await expect(run(input, { keepInstrumentation: true, provenance: true })).rejects.toThrow(/recording provenance needs WebCrypto/);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect(read(parseModule(await run(input, { keepInstrumentation: true })))?.generation).toBe(0);
+  });
+});
