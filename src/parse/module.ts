@@ -66,7 +66,7 @@ const MAGIC = [0x00, 0x61, 0x73, 0x6d];
 
 /**
  * Reads a core module into a context in one pass: every section as a byte range of `bytes`, and the index
- * spaces the pipeline needs. Function bodies and element segments are not decoded.
+ * spaces the pipeline needs; element segments as byte ranges of their parts. Function bodies are not decoded.
  */
 export function parseModule(bytes: Uint8Array): ModuleContext {
   if (bytes.length < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
