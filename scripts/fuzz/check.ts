@@ -62,7 +62,7 @@ async function runWiz(wasm: Uint8Array, options: Parameters<typeof preinitialize
   }
 }
 
-type NativeResult = { ok: true; bytes: Uint8Array } | { ok: false; message: string; timeout?: boolean };
+type NativeResult = { ok: true; bytes: Uint8Array; timeout?: undefined } | { ok: false; message: string; timeout?: boolean };
 
 function runNative(dir: string, init: string): NativeResult {
   const out = join(dir, 'native.wasm');
