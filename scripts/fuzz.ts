@@ -1,9 +1,10 @@
-// Differential fuzzing: npm run fuzz -- [--iterations N] [--seed S] [--max-inits K] [--repro-dir DIR] [--no-native] [--json FILE]
+// Differential fuzzing: npm run fuzz -- [--hostile M] [--cli-every K] [--iterations N] [--seed S] [--max-inits K] [--repro-dir DIR] [--no-native] [--json FILE]
 // Exits 1 when any failure was found (each saved as a reproducer: module and seed).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatSummary, runFuzz } from './fuzz/run.ts';
+import { formatHostile, runHostile } from './fuzz/hostile-run.ts';
 import { ROOT } from './fuzz/generate.ts';
 
 const { values } = parseArgs({
@@ -15,6 +16,8 @@ const { values } = parseArgs({
     'module-timeout': { type: 'string', default: '180' },
     'no-native': { type: 'boolean', default: false },
     json: { type: 'string' },
+    hostile: { type: 'string', default: '0' },
+    'cli-every': { type: 'string', default: '10' },
   },
 });
 
@@ -39,5 +42,10 @@ const summary = await runFuzz({
   log: (line) => process.stdout.write(`${line}\n`),
 });
 process.stdout.write(`${formatSummary(summary)}\n`);
-if (values.json) writeFileSync(values.json, `${JSON.stringify(summary, null, 2)}\n`);
-process.exitCode = summary.failures.length > 0 ? 1 : 0;
+const hostileCount = int('hostile', values.hostile);
+const hostile = hostileCount > 0
+  ? await runHostile({ seed, count: hostileCount, cliEvery: int('cli-every', values['cli-every']) || undefined, reproDir: values['repro-dir'], log: (line) => process.stdout.write(`${line}\n`) })
+  : undefined;
+if (hostile) process.stdout.write(`${formatHostile(hostile)}\n`);
+if (values.json) writeFileSync(values.json, `${JSON.stringify({ ...summary, hostile }, null, 2)}\n`);
+process.exitCode = summary.failures.length > 0 || (hostile?.failures.length ?? 0) > 0 ? 1 : 0;

@@ -3,9 +3,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { isFailure, type Agreement, type InitOutcome, type Property } from './check.ts';
+import { isFailure, type Agreement, type CheckOptions, type InitOutcome, type Property } from './check.ts';
 import { generate, moduleSeed, type GeneratedModule } from './generate.ts';
-import type { WorkerReply } from './worker.ts';
+import type { InitResult, WorkerReply, WorkerRequest } from './worker.ts';
 
 export interface FuzzOptions {
   seed: number;
@@ -58,7 +58,9 @@ function reason(message: string): string {
   return message.replace(/`[^`]*`/g, '`…`').replace(/"[^"]*"/g, '"…"').replace(/\b\d+\b/g, 'N').slice(0, 160);
 }
 
-class Checker {
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export class Checker {
   private worker: Worker | undefined;
   private next = 0;
 
@@ -67,7 +69,16 @@ class Checker {
   }
 
   /** Checks one module; rejects with 'timeout' (the worker is killed) or the worker's error. */
-  check(wasm: Uint8Array, options: { maxInits?: number; native?: boolean }, timeoutMs: number): Promise<InitOutcome[]> {
+  check(wasm: Uint8Array, options: CheckOptions, timeoutMs: number): Promise<InitOutcome[]> {
+    return this.request({ kind: 'check', wasm, options }, timeoutMs).then((m) => (m as { outcomes: InitOutcome[] }).outcomes);
+  }
+
+  /** `wiz init` as the CLI runs it; rejects with 'timeout' (the worker is killed) or the worker's error. */
+  init(wasm: Uint8Array, timeoutMs: number): Promise<InitResult> {
+    return this.request({ kind: 'init', wasm }, timeoutMs).then((m) => (m as { init: InitResult }).init);
+  }
+
+  private request(body: DistributiveOmit<WorkerRequest, 'id'>, timeoutMs: number): Promise<WorkerReply> {
     const worker = this.spawn();
     const id = this.next++;
     return new Promise((resolve, reject) => {
@@ -90,7 +101,7 @@ class Checker {
         if (m.id !== id) return;
         done();
         if ('error' in m) reject(new Error(m.error));
-        else resolve(m.outcomes);
+        else resolve(m);
       };
       const onError = (e: Error) => {
         done();
@@ -101,7 +112,7 @@ class Checker {
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);
-      worker.postMessage({ id, wasm, options });
+      worker.postMessage({ id, ...body });
     });
   }
 
@@ -109,6 +120,16 @@ class Checker {
     const w = this.worker;
     this.worker = undefined;
     return w?.terminate();
+  }
+}
+
+/** Checks one module in a fresh worker, killed after `timeoutMs` (rejects with 'timeout'). */
+export async function checkInWorker(wasm: Uint8Array, options: CheckOptions, timeoutMs: number): Promise<InitOutcome[]> {
+  const checker = new Checker();
+  try {
+    return await checker.check(wasm, options, timeoutMs);
+  } finally {
+    await checker.close();
   }
 }
 
