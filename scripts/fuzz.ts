@@ -1,4 +1,4 @@
-// Differential fuzzing: npm run fuzz -- [--hostile M] [--cli-every K] [--iterations N] [--seed S] [--max-inits K] [--repro-dir DIR] [--no-native] [--json FILE]
+// Differential fuzzing: npm run fuzz -- [--hostile M] [--cli-every K] [--iterations N] [--minutes M] [--seed S] [--max-inits K] [--repro-dir DIR] [--no-native] [--json FILE]
 // Exits 1 when any failure was found (each saved as a reproducer: module and seed).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     'no-native': { type: 'boolean', default: false },
     json: { type: 'string' },
     hostile: { type: 'string', default: '0' },
+    minutes: { type: 'string' },
     'cli-every': { type: 'string', default: '10' },
   },
 });
@@ -39,6 +40,7 @@ const summary = await runFuzz({
   moduleTimeoutMs: int('module-timeout', values['module-timeout']) * 1000,
   reproDir: values['repro-dir'],
   native: !values['no-native'],
+  maxSeconds: values.minutes === undefined ? undefined : Number(values.minutes) * 60,
   log: (line) => process.stdout.write(`${line}\n`),
 });
 process.stdout.write(`${formatSummary(summary)}\n`);

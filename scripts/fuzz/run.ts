@@ -17,6 +17,8 @@ export interface FuzzOptions {
   /** Where reproducers of failures go (none saved when undefined). */
   reproDir?: string;
   native?: boolean;
+  /** Stop starting new modules after this many seconds (the summary says how many ran). */
+  maxSeconds?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -159,6 +161,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzSummary> {
   let pending: Promise<Generated> | undefined = options.iterations > 0 ? generated(seedOf(0)) : undefined;
   try {
     for (let i = 0; i < options.iterations; i++) {
+      if (options.maxSeconds !== undefined && performance.now() - started > options.maxSeconds * 1000) {
+        log(`time is up after ${i} modules`);
+        summary.iterations = i;
+        break;
+      }
       const gen = await pending!;
       pending = i + 1 < options.iterations ? generated(seedOf(i + 1)) : undefined;
       if (!gen.ok) {
