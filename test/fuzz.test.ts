@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { preinitialize } from '../src/preinitialize.ts';
-import { checkModule, isFailure } from '../scripts/fuzz/check.ts';
+import { isFailure } from '../scripts/fuzz/check.ts';
 import { firstDifference, observeModule } from '../scripts/fuzz/observe.ts';
 import { checkInWorker, formatSummary, runFuzz } from '../scripts/fuzz/run.ts';
 import { generate, moduleSeed } from '../scripts/fuzz/generate.ts';
@@ -80,10 +80,11 @@ describe('reproducers of past failures', () => {
     const repro = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { seed: number; failures: { init?: string }[] };
     const wasm = new Uint8Array(readFileSync(join(dir, file.replace(/\.json$/, '.wasm'))));
     const inits = [...new Set(repro.failures.map((f) => f.init).filter((x): x is string => x !== undefined))];
-    it(`${file}: ${inits.join(', ')}`, async () => {
-      const outcomes = await checkModule(wasm, { inits });
+    // A failure of the whole module (a hang) names no init function: check them all, with the time limit.
+    it(`${file}: ${inits.join(', ') || 'every init function'}`, async () => {
+      const outcomes = await checkInWorker(wasm, inits.length > 0 ? { inits } : {}, 150_000);
       expect(outcomes.filter(isFailure)).toEqual([]);
-      expect(outcomes.length).toBe(inits.length);
-    }, 60_000);
+      expect(outcomes.length).toBeGreaterThanOrEqual(Math.max(inits.length, 1));
+    }, 180_000);
   }
 });

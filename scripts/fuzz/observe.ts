@@ -114,7 +114,16 @@ export interface Host {
   log: string[];
   /** Binds `call-export` to the instance once it exists. */
   bind(instance: WebAssembly.Instance): void;
+  /** Empties the log and refills the `call-export` budget (between init and the observed call). */
+  reset(): void;
 }
+
+/**
+ * Calls back into the module per phase (init, then the observed call). Binaryen's hang limit is refilled by each
+ * trap, so a loop around `call-export-catch` of a trapping export could run for ever: the budget bounds it, the
+ * same way on both sides of a comparison.
+ */
+const CALL_EXPORT_BUDGET = 64;
 
 /**
  * Deterministic implementations of the imports Binaryen's fuzzer emits (`fuzzing-support`): logging records the
@@ -125,7 +134,9 @@ export interface Host {
 export function fuzzHost(ctx: ModuleContext, exportNames: readonly string[]): Host {
   const log: string[] = [];
   let instance: WebAssembly.Instance | undefined;
+  let budget = CALL_EXPORT_BUDGET;
   const callExport = (index: number) => {
+    if (budget-- <= 0) throw new Error('call-export: budget exhausted');
     const name = exportNames[index >>> 0];
     const fn = name === undefined ? undefined : instance?.exports[name];
     if (typeof fn !== 'function') throw new Error(`call-export: no function at export ${index >>> 0}`);
@@ -169,7 +180,12 @@ export function fuzzHost(ctx: ModuleContext, exportNames: readonly string[]): Ho
     }
     (imports[imp.module] ??= {})[imp.name] = fn as WebAssembly.ImportValue;
   }
-  return { imports, log, bind: (i) => (instance = i) };
+  return {
+    imports, log, bind: (i) => (instance = i), reset: () => {
+      log.length = 0;
+      budget = CALL_EXPORT_BUDGET;
+    },
+  };
 }
 
 /**
@@ -201,7 +217,7 @@ export async function observeModule(
         continue;
       }
     }
-    host.log.length = 0;
+    host.reset();
     let result: string;
     try {
       result = show(call(exp.name));
