@@ -98,6 +98,24 @@ describe('tables', () => {
     expect(parseModule(output).tables.map((t) => t.min)).toEqual([1, 2, 2, 4]);
   });
 
+  it('snapshots a table with 64-bit indices (the JS API gives its length and takes its indices as BigInts)', async () => {
+    const input = await gcWat(`(module
+      (type $r (func (result i32)))
+      (table $t i64 1 funcref)
+      (func $a (type $r) (i32.const 11))
+      (elem declare func $a)
+      (func (export "wizer-initialize")
+        (drop (table.grow $t (ref.func $a) (i64.const 2)))
+        (table.set $t (i64.const 0) (ref.func $a)))
+      (func (export "size") (result i64) (table.size $t))
+      (func (export "c0") (result i32) (call_indirect $t (type $r) (i64.const 0)))
+      (func (export "c2") (result i32) (call_indirect $t (type $r) (i64.const 2))))`);
+    const output = await preinitialize(input);
+    const live = await expectSameBehaviour(input, output);
+    expect([live.size!.result, live.c0!.result, live.c2!.result]).toEqual(['3n', '11', '11']);
+    expect(parseModule(output).tables[0]).toMatchObject({ table64: true, min: 3 });
+  });
+
   it('writes a function the module imports as that import', async () => {
     const input = await wat(`(module
       (type $r (func (result i32)))

@@ -32,6 +32,8 @@ export interface InstrumentedTable {
   ordinal: number;
   type: ValType;
   top: RefTop;
+  /** 64-bit indices: the JS API takes and gives them as BigInts. */
+  table64: boolean;
   exportName: string;
 }
 
@@ -111,7 +113,7 @@ export function instrumentationOf(context: ModuleContext): Instrumentation {
       index: m.index, ordinal, pageSizeLog2: m.pageSizeLog2, exportName: `${WIZER_PREFIX}memory_${ordinal}`,
     })),
     tables: context.tables.map((t, ordinal) => ({
-      index: t.index, ordinal, type: t.type, top: t.top, exportName: `${WIZER_PREFIX}table_${ordinal}`,
+      index: t.index, ordinal, type: t.type, top: t.top, table64: t.table64, exportName: `${WIZER_PREFIX}table_${ordinal}`,
     })),
   };
 }

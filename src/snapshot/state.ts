@@ -127,11 +127,12 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
       if (!(table instanceof WebAssembly.Table)) {
         throw new WizError('instrumentation', `the instance's export "${t.exportName}" is not a table`);
       }
-      const entries = new Int32Array(table.length);
+      const entries = new Int32Array(Number(table.length)); // a BigInt for 64-bit tables
+      const get = table.get.bind(table) as (index: number | bigint) => unknown;
       for (let slot = 0; slot < entries.length; slot++) {
         let value: unknown;
         try {
-          value = table.get(slot);
+          value = get(t.table64 ? BigInt(slot) : slot);
         } catch {
           throw new WizError('unsupported', `table ${t.index} (${t.type}) cannot be read by this host, so wiz cannot write it into a snapshot`);
         }

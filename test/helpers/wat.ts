@@ -30,7 +30,7 @@ export async function gcWat(text: string): Promise<Uint8Array> {
   const { default: binaryen } = await import('binaryen');
   const module = binaryen.parseText(text);
   try {
-    module.setFeatures(binaryen.Features.ReferenceTypes | binaryen.Features.GC | binaryen.Features.BulkMemory | binaryen.Features.MutableGlobals);
+    module.setFeatures(binaryen.Features.ReferenceTypes | binaryen.Features.GC | binaryen.Features.BulkMemory | binaryen.Features.MutableGlobals | binaryen.Features.Memory64);
     if (!module.validate()) throw new Error('Binaryen rejects the fixture');
     return module.emitBinary();
   } finally {
