@@ -144,6 +144,14 @@ export function fuzzHost(ctx: ModuleContext, exportNames: readonly string[]): Ho
   };
   const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const imp of ctx.imports) {
+    if (imp.kind === 'tag') {
+      // A fresh tag of the import's type per instance, as wiz gives one during init.
+      const type = ctx.types[imp.typeIndex!];
+      const parameters = type?.kind === 'func' ? type.params.map((p) => (p === 'funcref' ? 'anyfunc' : p)) : [];
+      const Tag = (WebAssembly as unknown as { Tag: new (t: { parameters: string[] }) => WebAssembly.ImportValue }).Tag;
+      (imports[imp.module] ??= {})[imp.name] = new Tag({ parameters });
+      continue;
+    }
     if (imp.kind !== 'func') continue;
     const type = ctx.types[imp.typeIndex!];
     const results = type?.kind === 'func' ? type.results : [];
