@@ -38,7 +38,10 @@ export async function preinitialize(wasm: Uint8Array, options: PreinitializeOpti
 /** `preinitialize`, returning the output as chunks in order (views, not copies), e.g. to write them to a file. */
 export async function preinitializeParts(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array[]> {
   const instrumented = instrument(wasm);
-  const module = await compileModule(instrumented.bytes, wasm);
+  // With the probe appended, the module's own validity is checked on its own (at the same time): code that
+  // refers to indices past the module's (the probe's table, segment or function) is invalid, and must not run.
+  const probed = instrumented.probe.functions !== undefined || instrumented.probe.dropped !== undefined;
+  const [module] = await Promise.all([compileModule(instrumented.bytes, wasm), probed ? compileModule(wasm) : undefined]);
   const initFunc = resolveInitFunc(instrumented.context, options);
   const instance = await initialize(instrumented, module, initFunc, options);
   return snapshotParts(instrumented, instance, {

@@ -163,6 +163,79 @@ describe('tables', () => {
   });
 });
 
+describe('found in review', () => {
+  it('writes a null inside a run of a table whose initial value is a function', async () => {
+    const input = await gcWat(`(module
+      (type $r (func (result i32)))
+      (func $f (type $r) (i32.const 5))
+      (func $h (type $r) (i32.const 6))
+      (table $t 3 funcref (ref.func $f))
+      (elem declare func $h)
+      (func (export "wizer-initialize") (table.set $t (i32.const 0) (ref.null func)) (table.set $t (i32.const 1) (ref.func $h)))
+      ${calls('$t', 3)})`);
+    const output = await preinitialize(input);
+    const live = await expectSameBehaviour(input, output);
+    expect(live.call0!.result).toMatch(/^trap: /);
+    expect([live.call1!.result, live.call2!.result]).toEqual(['6', '5']);
+  });
+
+  it('keeps declared a function that only a replaced global initializer declared, over generations', async () => {
+    const input = await wat(`(module
+      (type $r (func (result i32)))
+      (func $f (result i32) (i32.const 5))
+      (global $g (mut funcref) (ref.func $f))
+      (table $t 1 funcref)
+      (func (export "wizer-initialize") (table.set $t (i32.const 0) (global.get $g)) (global.set $g (ref.null func)))
+      (func (export "clear") (table.set $t (i32.const 0) (ref.null func)))
+      (func (export "get") (result i32) (table.set $t (i32.const 0) (ref.func $f)) (call_indirect $t (type $r) (i32.const 0))))`);
+    let current = await preinitialize(input, { keepInstrumentation: true });
+    const counts: number[] = [];
+    for (let generation = 1; generation <= 3; generation++) {
+      const instrumented = await parseInstrumented(current);
+      const instance = await WebAssembly.instantiate(instrumented.module);
+      (instance.exports.clear as () => void)();
+      current = await snapshot(instrumented, instance, { keepInstrumentation: true });
+      counts.push(parseModule(current).elementSegments.length);
+    }
+    const { instance } = await WebAssembly.instantiate(current as BufferSource);
+    expect((instance.exports.get as () => number)()).toBe(5);
+    expect(counts).toEqual([1, 1, 1]); // one declarative segment for $f, not one more per generation
+  });
+
+  it('refuses an invalid module that the probe would make valid (ref.func of an undeclared function)', async () => {
+    const bytes = await gcWat(`(module (type $r (func)) (table 1 funcref) (func $f (type $r))
+      (elem declare func $f)
+      (func (export "wizer-initialize") (table.set 0 (i32.const 0) (ref.func $f))))`);
+    // Replace the declarative segment by an empty passive one: $f is no longer declared, ref.func $f invalid.
+    const ctx = parseModule(bytes);
+    const seg = ctx.elementSegments[0]!;
+    const broken = new Uint8Array([...bytes.subarray(0, seg.start), 0x01, 0x00, 0x00, ...bytes.subarray(seg.end)]);
+    const section = ctx.sections.find((x) => x.id === 9)!;
+    broken[section.start + 1] -= seg.end - seg.start - 3; // the section's size (one LEB byte here)
+    expect(WebAssembly.validate(broken as BufferSource)).toBe(false);
+    await expect(preinitialize(broken)).rejects.toThrow(/^invalid module: .*undeclared reference to function/);
+  });
+
+  it('refuses a function the host gave for two imports: which import it stands for is unknown', async () => {
+    const input = await wat(`(module
+      (type $r (func (result i32)))
+      (import "env" "a" (func $a (result i32)))
+      (import "env" "b" (func $b (result i32)))
+      (table $t 1 funcref)
+      (elem declare func $b)
+      (func (export "wizer-initialize") (table.set $t (i32.const 0) (ref.func $b)))
+      (func (export "call") (result i32) (call_indirect $t (type $r) (i32.const 0))))`);
+    const other = await WebAssembly.instantiate(await wat(`(module (func (export "f") (result i32) (i32.const 1)))`) as BufferSource);
+    const f = other.instance.exports.f!;
+    await expect(preinitialize(input, { imports: { env: { a: f, b: f } } })).rejects.toThrow(
+      'table 0 slot 0 holds a function the host gave for 2 imports (functions 0, 1): wiz cannot tell which import to write into the snapshot');
+    const output = await preinitialize(input, { imports: { env: { a: () => 1, b: () => 2 } } });
+    // Distinct functions: the slot is written as import "b", whatever the host gives there next time.
+    const { instance } = await WebAssembly.instantiate(output as BufferSource, { env: { a: () => 10, b: () => 20 } });
+    expect((instance.exports.call as () => number)()).toBe(20);
+  });
+});
+
 describe('reference-typed globals', () => {
   it('snapshots mutable funcref globals', async () => {
     const input = await wat(`(module

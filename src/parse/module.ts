@@ -404,8 +404,11 @@ function readDataSegment(r: BinaryReader): DataSegment {
   return { ...segment, start, end: r.pos, length };
 }
 
-/** Skips a constant expression up to and including its `end`, accepting the opcodes valid there. */
-export function skipConstExpr(r: BinaryReader): void {
+/**
+ * Skips a constant expression up to and including its `end`, accepting the opcodes valid there; `onRefFunc`
+ * receives the function index of each `ref.func` in it.
+ */
+export function skipConstExpr(r: BinaryReader, onRefFunc?: (func: number) => void): void {
   for (;;) {
     const at = r.pos;
     const op = r.u8();
@@ -417,7 +420,11 @@ export function skipConstExpr(r: BinaryReader): void {
       case 0x44: r.skip(8); break; // f64.const
       case 0x23: r.u32(); break; // global.get
       case 0xd0: readHeapType(r); break; // ref.null
-      case 0xd2: r.u32(); break; // ref.func
+      case 0xd2: { // ref.func
+        const func = r.u32();
+        onRefFunc?.(func);
+        break;
+      }
       case 0x6a: case 0x6b: case 0x6c: case 0x7c: case 0x7d: case 0x7e: break; // extended-const arithmetic
       case 0xfd: { // v128.const
         const sub = r.u32();
@@ -437,6 +444,15 @@ export function skipConstExpr(r: BinaryReader): void {
       default:
         r.fail(`instruction 0x${op.toString(16)} is not allowed in a constant expression`, at);
     }
+  }
+}
+
+/** The functions an element segment refers to (its items' function indices and `ref.func`s). */
+export function segmentFunctions(ctx: ModuleContext, s: ElementSegment, into: Set<number>): void {
+  const r = new BinaryReader(ctx.bytes, s.items, s.end);
+  for (let n = r.u32(); n > 0; n--) {
+    if (s.exprs) skipConstExpr(r, (f) => into.add(f));
+    else into.add(r.u32());
   }
 }
 

@@ -1,6 +1,7 @@
 import { WizError } from '../errors.ts';
 import { assemble } from '../parse/assemble.ts';
-import { SectionId } from '../parse/module.ts';
+import { SectionId, skipConstExpr } from '../parse/module.ts';
+import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
@@ -60,12 +61,14 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
     [SectionId.start, null],
     [SectionId.data, dataSection(ctx, kept, segments, snapshot.dropped.data, options.skeleton ?? false)],
   ]);
+  const undeclared = new Set<number>();
+  if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot, undeclared));
   tableEdits(ctx, snapshot, {
     rewriteElements: options.keepInstrumentation !== undefined,
     replacePrevious: options.replacePreviousSegments ?? false,
+    undeclared,
   }, edits);
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
-  if (ctx.globals.length > 0) edits.set(SectionId.global, globalSection(ctx, snapshot));
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
   if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
   const custom = options.customSections ?? [];
@@ -91,12 +94,14 @@ function memorySection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
   return w;
 }
 
-function globalSection(ctx: ModuleContext, snapshot: Snapshot): BinaryWriter {
+/** The global section with the snapshot's values; `undeclared` gets the `ref.func`s of replaced initializers. */
+function globalSection(ctx: ModuleContext, snapshot: Snapshot, undeclared: Set<number>): BinaryWriter {
   const w = new BinaryWriter().u32(ctx.globals.length);
   for (const g of ctx.globals) {
     const bits = g.mutable ? snapshot.globals.get(g.index) : undefined;
     if (bits) w.raw(ctx.bytes.subarray(g.start, g.initStart)).append(constExpr(g, bits));
     else if (g.mutable && snapshot.refGlobals.has(g.index)) {
+      skipConstExpr(new BinaryReader(ctx.bytes, g.initStart, g.end), (f) => undeclared.add(f));
       w.raw(ctx.bytes.subarray(g.start, g.initStart));
       refExpr(w, ctx.bytes.subarray(g.start, g.initStart - 1), snapshot.refGlobals.get(g.index)!).byte(0x0b);
     } else w.raw(ctx.bytes.subarray(g.start, g.end));

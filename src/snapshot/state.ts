@@ -98,6 +98,7 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
   const dumper = numeric.length > 0 ? await globalDumper(numeric, exports) : () => new Map<number, GlobalBits>();
   let dump: Map<number, GlobalBits> | undefined;
   const names = new FunctionNames(instrumented, exports);
+  const refGlobals = new Map(instrumented.globals.filter((g) => g.top).map((g) => [g.index, g]));
   return {
     readGlobal(index) {
       dump ??= dumper();
@@ -106,7 +107,7 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
       return bits;
     },
     readRefGlobal(index) {
-      const g = instrumented.globals.find((x) => x.index === index && x.top);
+      const g = refGlobals.get(index);
       if (!g) throw new Error(`global ${index} is not an instrumented reference-typed global`);
       const global = exports[g.exportName];
       if (!(global instanceof WebAssembly.Global)) {
@@ -166,16 +167,20 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
 /**
  * Names the functions an instance's references point to. A function read from a table or global is an object
  * whose identity is stable per instance and function; the probe table holds function `i` of this instance at
- * slot `i`. Engines name an exported function by its index (JS API), so that slot is checked first; the other
- * slots are searched only when that misses (an imported function, or one that belongs elsewhere).
+ * slot `i`. Imported functions are looked up among the import slots; for the others, engines name an exported
+ * function by its index (JS API), so that slot is checked first, and the other slots are searched only when
+ * that misses (a function that belongs elsewhere).
  */
 class FunctionNames {
   private probe: WebAssembly.Table | undefined;
+  private imports: Map<unknown, number[]> | undefined;
   private all: Map<unknown, number> | undefined;
+  private readonly importedFunctions: number;
 
   constructor(instrumented: InstrumentedModule, exports: WebAssembly.Exports) {
     const probe = instrumented.probe.functions && exports[instrumented.probe.functions];
     if (probe instanceof WebAssembly.Table) this.probe = probe;
+    this.importedFunctions = instrumented.context.importedFunctions;
   }
 
   /** The reference `value` (not null-checked by the caller) as a function index or null; `what` names it. */
@@ -184,24 +189,37 @@ class FunctionNames {
     if (top !== 'func') {
       throw new WizError('unsupported', `${what()} holds a non-null ${top === 'extern' ? 'externref' : `${top} reference`}: a module cannot hold it as a constant, so wiz cannot write it into a snapshot`);
     }
-    const index = this.indexOf(value);
+    const probe = this.probe;
+    if (!probe) throw new WizError('instrumentation', 'the instance lacks the function probe table');
+    // Imports first: the same function given for two imports cannot be told apart, and is refused.
+    if (!this.imports) {
+      this.imports = new Map();
+      for (let i = 0; i < this.importedFunctions; i++) {
+        const f = probe.get(i);
+        this.imports.set(f, [...(this.imports.get(f) ?? []), i]);
+      }
+    }
+    const imported = this.imports.get(value);
+    if (imported && imported.length > 1) {
+      throw new WizError('unsupported', `${what()} holds a function the host gave for ${imported.length} imports (functions ${imported.join(', ')}): wiz cannot tell which import to write into the snapshot`);
+    }
+    const index = imported?.[0] ?? this.definedIndexOf(value, probe);
     if (index === undefined) {
       throw new WizError('unsupported', `${what()} holds a function of another instance or of the host: a module can refer only to its own functions, so wiz cannot write it into a snapshot`);
     }
     return index;
   }
 
-  private indexOf(f: unknown): number | undefined {
-    const probe = this.probe;
-    if (!probe) throw new WizError('instrumentation', 'the instance lacks the function probe table');
+  /** The index of a function this instance defines: its name first (engines name it by its index), else a search. */
+  private definedIndexOf(f: unknown, probe: WebAssembly.Table): number | undefined {
     const name = typeof f === 'function' ? f.name : '';
     if (/^(0|[1-9][0-9]{0,9})$/.test(name)) {
       const candidate = Number(name);
-      if (candidate < probe.length && probe.get(candidate) === f) return candidate;
+      if (candidate >= this.importedFunctions && candidate < probe.length && probe.get(candidate) === f) return candidate;
     }
     if (!this.all) {
       this.all = new Map();
-      for (let i = probe.length - 1; i >= 0; i--) this.all.set(probe.get(i), i); // the lowest index wins
+      for (let i = this.importedFunctions; i < probe.length; i++) this.all.set(probe.get(i), i);
     }
     return this.all.get(f);
   }

@@ -1,4 +1,4 @@
-import { SectionId } from '../parse/module.ts';
+import { SectionId, segmentFunctions } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { DefinedTable, ElementSegment, ModuleContext, Range } from '../parse/types.ts';
 import { BinaryWriter } from '../parse/writer.ts';
@@ -19,6 +19,12 @@ export interface TableEditOptions {
   rewriteElements: boolean;
   /** Replace the input's trailing active element segments (a previous snapshot's tables). */
   replacePrevious: boolean;
+  /**
+   * Functions that the rewrite stops referring to elsewhere (the `ref.func`s of replaced global initializers):
+   * those no kept segment declares any more are declared by a declarative segment, so that `ref.func` of them
+   * in code stays valid.
+   */
+  undeclared: ReadonlySet<number>;
 }
 
 /**
@@ -32,13 +38,13 @@ export interface TableEditOptions {
  * active segments are the ones it wrote, which the next snapshot replaces instead of piling them up.
  */
 export function tableEdits(ctx: ModuleContext, snapshot: Snapshot, options: TableEditOptions, edits: Map<number, BinaryWriter | null>): void {
-  if (ctx.tables.length === 0 && snapshot.dropped.elem.size === 0) return;
+  if (ctx.tables.length === 0 && snapshot.dropped.elem.size === 0 && options.undeclared.size === 0) return;
   const live = new Map(snapshot.tables.map((t) => [t.index, t.entries]));
   const entriesOf = (t: DefinedTable) => live.get(t.index) ?? new Int32Array(0);
   if (ctx.tables.some((t) => entriesOf(t).length !== t.min)) edits.set(SectionId.table, tableSection(ctx, entriesOf));
-  const changed = options.rewriteElements || snapshot.dropped.elem.size > 0
+  const changed = options.rewriteElements || snapshot.dropped.elem.size > 0 || options.undeclared.size > 0
     || ctx.tables.some((t) => !holdsInitialContents(ctx, t, entriesOf(t)));
-  if (changed) edits.set(SectionId.element, elementSection(ctx, snapshot.dropped.elem, entriesOf, options.replacePrevious));
+  if (changed) edits.set(SectionId.element, elementSection(ctx, snapshot.dropped.elem, entriesOf, options));
 }
 
 function tableSection(ctx: ModuleContext, entriesOf: (t: DefinedTable) => Int32Array): BinaryWriter {
@@ -136,21 +142,34 @@ function elementSection(
   ctx: ModuleContext,
   dropped: ReadonlySet<number>,
   entriesOf: (t: DefinedTable) => Int32Array,
-  replacePrevious: boolean,
+  options: TableEditOptions,
 ): BinaryWriter {
   const segments = ctx.elementSegments;
-  const kept = replacePrevious ? firstOfTrailingActive(segments) : segments.length;
+  const kept = options.replacePrevious ? firstOfTrailingActive(segments) : segments.length;
   const added = new BinaryWriter();
   let count = kept;
   for (const t of ctx.tables) count += writeTable(added, ctx, t, entriesOf(t));
 
-  const w = new BinaryWriter().u32(count);
+  // What stops being declared: replaced initializers' functions, and those of segments left out or emptied.
+  const removed = new Set(options.undeclared);
+  for (let i = kept; i < segments.length; i++) segmentFunctions(ctx, segments[i]!, removed);
+  const w = new BinaryWriter();
+  const declared = new Set<number>();
   for (let i = 0; i < kept; i++) {
     const s = segments[i]!;
-    if (s.mode === 'active' || (s.mode === 'passive' && dropped.has(i))) writeApplied(w, ctx, s);
+    const applied = s.mode === 'active' || (s.mode === 'passive' && dropped.has(i));
+    if (applied) writeApplied(w, ctx, s);
     else w.raw(ctx.bytes.subarray(s.start, s.end));
+    segmentFunctions(ctx, s, applied && s.top !== 'func' ? removed : declared);
   }
-  return w.append(added);
+  const missing = [...removed].filter((f) => !declared.has(f)).sort((a, b) => a - b);
+  if (missing.length > 0) {
+    // Before the new active segments, so that these stay the trailing run a later snapshot replaces.
+    w.byte(0x03).byte(0x00).u32(missing.length);
+    for (const f of missing) w.u32(f);
+    count++;
+  }
+  return new BinaryWriter().u32(count).append(w).append(added);
 }
 
 /**
@@ -190,7 +209,9 @@ function writeTable(w: BinaryWriter, ctx: ModuleContext, t: DefinedTable, entrie
     }
     let end = start;
     let hasNull = false;
-    while (end < entries.length && entries[end] !== fill) hasNull ||= entries[end++] === -1;
+    for (; end < entries.length && entries[end] !== fill; end++) {
+      if (entries[end] === -1) hasNull = true;
+    }
     written++;
     const indices = plainFuncref && !hasNull;
     // Flags: 0/4 for table 0 of funcref (the MVP encodings), 2 (function indices) or 6 (expressions) otherwise.
