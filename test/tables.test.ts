@@ -211,7 +211,7 @@ describe('found in review', () => {
     const seg = ctx.elementSegments[0]!;
     const broken = new Uint8Array([...bytes.subarray(0, seg.start), 0x01, 0x00, 0x00, ...bytes.subarray(seg.end)]);
     const section = ctx.sections.find((x) => x.id === 9)!;
-    broken[section.start + 1] -= seg.end - seg.start - 3; // the section's size (one LEB byte here)
+    broken[section.start + 1] = broken[section.start + 1]! - (seg.end - seg.start - 3); // the section size (one LEB byte here)
     expect(WebAssembly.validate(broken as BufferSource)).toBe(false);
     await expect(preinitialize(broken)).rejects.toThrow(/^invalid module: .*undeclared reference to function/);
   });
