@@ -5,6 +5,7 @@ import { preinitializeParts, snapshotParts } from '../src/preinitialize.ts';
 import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
+import { tableBaseline } from '../src/snapshot/state.ts';
 import { createHost, type HostOptions } from './host.ts';
 
 interface CommonJob {
@@ -69,8 +70,10 @@ export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array[]> {
       imports: host.imports,
       onInstantiated: (instance) => host.bind(instance),
     });
+    const baseline = tableBaseline(instrumented!, live.instance);
     for (const call of calls) out.print(formatInvocation(call, live.call(call.name, call.args)));
     return await snapshotParts(instrumented!, live.instance, {
+      baseline,
       keepInstrumentation: job.keepInstrumentation,
       renames: job.renames,
       onWarning: out.warn,

@@ -5,7 +5,10 @@ export { instrument, type InstrumentedModule, type InstrumentedGlobal, type Inst
 export {
   initialize, resolveInitFunc, compileModule, DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, type InitializeOptions,
 } from './run/initialize.ts';
-export { takeSnapshot, instanceReader, type Snapshot, type StateReader, type GlobalBits, type MemoryState } from './snapshot/state.ts';
+export {
+  takeSnapshot, instanceReader, tableBaseline, KEPT_OBJECT, type Snapshot, type StateReader, type GlobalBits, type MemoryState,
+  type TableBaseline, type TableState, type Ref,
+} from './snapshot/state.ts';
 export { snapshotSegments, MAX_DATA_SEGMENTS, MAX_MERGED_GAP, type NewSegment } from './snapshot/segments.ts';
 export { rewrite, rewriteParts, parseRenames, type RewriteOptions } from './snapshot/rewrite.ts';
 export { preinitialize, preinitializeParts, snapshot, snapshotParts, type PreinitializeOptions, type SnapshotOptions } from './preinitialize.ts';

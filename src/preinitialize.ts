@@ -5,7 +5,7 @@ import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/p
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
-import { instanceReader, takeSnapshot } from './snapshot/state.ts';
+import { instanceReader, tableBaseline, takeSnapshot, type TableBaseline } from './snapshot/state.ts';
 
 export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOptions, 'provenance'> {
   /** Keep the init function exported in the output (the reference's `--keep-init-func`). */
@@ -25,6 +25,12 @@ export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 
    * instrumentation or snapshotting a re-parsed module; plain `wiz init` output stays identical to the reference's.
    */
   provenance?: boolean;
+  /**
+   * `tableBaseline(instrumented, instance)` taken right after instantiating, before anything ran: lets a table of
+   * objects (externref, GC) that nothing changed be kept as the module's own segments make it. Without it, a
+   * non-null object in a table is refused.
+   */
+  baseline?: TableBaseline;
 }
 
 /**
@@ -43,9 +49,17 @@ export async function preinitializeParts(wasm: Uint8Array, options: Preinitializ
   const probed = instrumented.probe.functions !== undefined || instrumented.probe.dropped !== undefined;
   const [module] = await Promise.all([compileModule(instrumented.bytes, wasm), probed ? compileModule(wasm) : undefined]);
   const initFunc = resolveInitFunc(instrumented.context, options);
-  const instance = await initialize(instrumented, module, initFunc, options);
+  let baseline: TableBaseline | undefined;
+  const instance = await initialize(instrumented, module, initFunc, {
+    ...options,
+    onInstantiated: (i) => {
+      baseline = tableBaseline(instrumented, i);
+      options.onInstantiated?.(i);
+    },
+  });
   return snapshotParts(instrumented, instance, {
     ...options,
+    baseline,
     removeExports: options.keepInitFunc ? ['_initialize'] : [initFunc, '_initialize'],
   });
 }
@@ -93,7 +107,7 @@ async function writeSnapshot(
   if (record) {
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
-  const reader = await instanceReader(instrumented, instance);
+  const reader = await instanceReader(instrumented, instance, options.baseline);
   const state = takeSnapshot(instrumented, reader);
   const rewriteOptions = {
     ...options,

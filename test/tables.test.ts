@@ -312,6 +312,65 @@ describe('typed function references and GC', () => {
   });
 });
 
+describe('tables of objects (externref, GC references)', () => {
+  const objects = (init: string, start = '') => gcWat(`(module
+    (type $s (struct (field i32)))
+    (table $t 3 (ref null $s))
+    (table $i 2 i31ref (ref.i31 (i32.const 3)))
+    (table $f 1 funcref)
+    (elem (table $t) (i32.const 0) (ref null $s) (item (struct.new $s (i32.const 7))) (item (struct.new $s (i32.const 8))))
+    (global $c (mut i32) (i32.const 0))
+    (func $one (result i32) (i32.const 1))
+    (elem declare func $one)
+    ${start}
+    (func (export "wizer-initialize") (global.set $c (i32.const 1)) ${init})
+    (func (export "t0") (result i32) (struct.get $s 0 (table.get $t (i32.const 0))))
+    (func (export "t1") (result i32) (struct.get $s 0 (table.get $t (i32.const 1))))
+    (func (export "t2") (result i32) (ref.is_null (table.get $t (i32.const 2))))
+    (func (export "i1") (result i32) (i31.get_s (table.get $i (i32.const 1))))
+    (func (export "f0") (result i32) (call_indirect $f (result i32) (i32.const 0)))
+    (func (export "c") (result i32) (global.get $c)))`);
+
+  it('keeps, as the module\'s own segments make them, tables of objects that nothing changed', async () => {
+    const input = await objects('(table.set $f (i32.const 0) (ref.func $one))');
+    const output = await preinitialize(input);
+    const live = await expectSameBehaviour(input, output);
+    expect([live.t0!.result, live.t1!.result, live.t2!.result, live.i1!.result, live.f0!.result]).toEqual(['7', '8', '1', '3', '1']);
+    const ctx = parseModule(output);
+    // The object table's segment stays active; the function table's contents come in a new segment.
+    expect(ctx.elementSegments.map((s) => [s.mode, s.table])).toEqual([['active', 0], ['declarative', 0], ['active', 2]]);
+  });
+
+  it('keeps them over generations of wiz snapshot', async () => {
+    const input = await objects('(table.set $f (i32.const 0) (ref.func $one))');
+    let current = wizInit(input, ['--keep-instrumentation']).output!;
+    const segments = [parseModule(current).elementSegments.length];
+    for (let generation = 1; generation <= 3; generation++) {
+      const next = wizSnapshot(current, ['--invoke', 'c', '--keep-instrumentation']);
+      expect(next.stderr).toBe('');
+      current = next.output!;
+      segments.push(parseModule(current).elementSegments.length);
+    }
+    expect(await observe(current)).toEqual(await observe(input, { init: 'wizer-initialize' }));
+    expect(segments).toEqual([3, 3, 3, 3]); // the object table's segment, a declarative one, the function table's
+  });
+
+  it('refuses a table of objects that init changed, naming the table and slot; writes one init emptied', async () => {
+    const input = await objects('(table.set $t (i32.const 1) (ref.null $s))');
+    await expect(preinitialize(input)).rejects.toThrow('table 0 holds objects that instantiation made, and changed since (slot 1): a module cannot hold objects as constants, so wiz can keep such a table only as instantiation left it');
+    const emptied = await objects('(table.fill $t (i32.const 0) (ref.null $s) (i32.const 2))');
+    const live = await expectSameBehaviour(emptied, await preinitialize(emptied));
+    expect(live.t0!.result).toMatch(/^trap: /);
+    const made = await objects('(table.set $t (i32.const 1) (struct.new $s (i32.const 9)))');
+    await expect(preinitialize(made)).rejects.toThrow(/^table 0 slot 1 holds a non-null any reference: a module cannot hold it as a constant/);
+  });
+
+  it('refuses them in a module with a start function, which ran before wiz could look', async () => {
+    const input = await objects('', '(func $start (global.set $c (i32.const 2))) (start $start)');
+    await expect(preinitialize(input)).rejects.toThrow(/^table 0 slot 0 holds a non-null any reference/);
+  });
+});
+
 describe('dropped segments', () => {
   const module = `(module
     (type $r (func (result i32)))

@@ -17,7 +17,13 @@ export interface MemoryState {
 /** A reference a module can name: a function index of the module, or null. */
 export type Ref = number | null;
 
-/** A defined table's contents: a function index per slot, -1 for null. */
+/** A table slot that holds, unchanged, an object that instantiation made (see `TableBaseline`). */
+export const KEPT_OBJECT = -2;
+
+/**
+ * A defined table's contents: a function index per slot, -1 for null, or `KEPT_OBJECT` in a table of objects
+ * that is exactly as instantiation left it (its element segments then make it again).
+ */
 export interface TableState {
   /** Index in the table index space. */
   index: number;
@@ -92,7 +98,38 @@ const VALTYPE_BYTE: Record<string, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, 
  * not: the globals are read at the first `readGlobal`, so a caller that reads everything in one synchronous
  * run gets one consistent state.
  */
-export async function instanceReader(instrumented: InstrumentedModule, instance: WebAssembly.Instance): Promise<StateReader> {
+/**
+ * The contents of the tables that can hold objects no constant can write (externref, GC references), taken
+ * right after instantiation, before anything else runs: a table still holding exactly these objects at snapshot
+ * time is what the module's own element segments make, and can be kept as they write it. Undefined when the
+ * module has a start function (it ran already, and outputs drop it) or no such table.
+ */
+export type TableBaseline = Map<number, unknown[]>;
+
+export function tableBaseline(instrumented: InstrumentedModule, instance: WebAssembly.Instance): TableBaseline | undefined {
+  const tables = instrumented.tables.filter((t) => t.top !== 'func');
+  if (tables.length === 0 || instrumented.context.start !== undefined) return undefined;
+  const baseline: TableBaseline = new Map();
+  for (const t of tables) {
+    const table = instance.exports[t.exportName];
+    if (!(table instanceof WebAssembly.Table)) continue;
+    const get = table.get.bind(table) as (index: number | bigint) => unknown;
+    const values: unknown[] = [];
+    try {
+      for (let slot = 0; slot < Number(table.length); slot++) values.push(get(t.table64 ? BigInt(slot) : slot));
+    } catch {
+      continue; // unreadable by this host (exnref): no baseline, so non-null values are refused
+    }
+    baseline.set(t.ordinal, values);
+  }
+  return baseline;
+}
+
+export async function instanceReader(
+  instrumented: InstrumentedModule,
+  instance: WebAssembly.Instance,
+  baseline?: TableBaseline,
+): Promise<StateReader> {
   const exports = instance.exports;
   const numeric = instrumented.globals.filter((g) => !g.top);
   const dumper = numeric.length > 0 ? await globalDumper(numeric, exports) : () => new Map<number, GlobalBits>();
@@ -130,6 +167,8 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
       }
       const entries = new Int32Array(Number(table.length)); // a BigInt for 64-bit tables
       const get = table.get.bind(table) as (index: number | bigint) => unknown;
+      const before = baseline?.get(ordinal);
+      let kept = false;
       for (let slot = 0; slot < entries.length; slot++) {
         let value: unknown;
         try {
@@ -137,7 +176,19 @@ export async function instanceReader(instrumented: InstrumentedModule, instance:
         } catch {
           throw new WizError('unsupported', `table ${t.index} (${t.type}) cannot be read by this host, so wiz cannot write it into a snapshot`);
         }
-        entries[slot] = value === null ? -1 : names.ref(value, t.top, () => `table ${t.index} slot ${slot}`)!;
+        if (value !== null && before && before[slot] === value) {
+          entries[slot] = KEPT_OBJECT;
+          kept = true;
+        } else {
+          entries[slot] = value === null ? -1 : names.ref(value, t.top, () => `table ${t.index} slot ${slot}`)!;
+        }
+      }
+      if (kept) {
+        // Kept objects can only be written by the module's own segments: the whole table must be as they left it.
+        const changed = before!.length !== entries.length ? before!.length : entries.findIndex((e, slot) => (before![slot] === null) !== (e === -1));
+        if (changed >= 0) {
+          throw new WizError('unsupported', `table ${t.index} holds objects that instantiation made, and changed since (slot ${changed}): a module cannot hold objects as constants, so wiz can keep such a table only as instantiation left it`);
+        }
       }
       return entries;
     },

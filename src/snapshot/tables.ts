@@ -2,7 +2,7 @@ import { SectionId, segmentFunctions } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { DefinedTable, ElementSegment, ModuleContext, Range } from '../parse/types.ts';
 import { BinaryWriter } from '../parse/writer.ts';
-import type { Ref, Snapshot } from './state.ts';
+import { KEPT_OBJECT, type Ref, type Snapshot } from './state.ts';
 
 /** A slot value the module's bytes do not determine (an initial value or offset computed from a global). */
 const UNKNOWN = undefined;
@@ -29,22 +29,30 @@ export interface TableEditOptions {
 
 /**
  * Adds the table and element section edits for the snapshot's tables and dropped element segments. A table
- * whose size changed gets its new minimum. When every table holds what the module's own segments put there and
- * no segment was dropped, the element section is copied; otherwise the original active segments become
- * declarative ones (already applied, like dropped ones, and still declaring their functions for `ref.func`),
- * dropped passive segments become declarative (or empty), and new active segments write every table's contents.
+ * whose size changed gets its new minimum. A table that holds what the module's own segments put there keeps
+ * them ("kept" tables: function tables checked against the segments, tables of objects against what the
+ * instance held right after instantiation); when every table is kept and no segment was dropped, the element
+ * section is copied. Otherwise the active segments of the other tables become declarative ones (already
+ * applied, like dropped ones, and still declaring their functions for `ref.func`), dropped passive segments
+ * become declarative (or empty), and new active segments write those tables' contents.
  *
- * Keep-instrumentation outputs always get this form, so that in any snapshot wiz reads back, the trailing
- * active segments are the ones it wrote, which the next snapshot replaces instead of piling them up.
+ * Keep-instrumentation outputs always get function tables in this written form, so that in any snapshot wiz
+ * reads back the trailing active segments of those tables are the ones it wrote, which the next snapshot
+ * replaces instead of piling them up.
  */
 export function tableEdits(ctx: ModuleContext, snapshot: Snapshot, options: TableEditOptions, edits: Map<number, BinaryWriter | null>): void {
   if (ctx.tables.length === 0 && snapshot.dropped.elem.size === 0 && options.undeclared.size === 0) return;
   const live = new Map(snapshot.tables.map((t) => [t.index, t.entries]));
   const entriesOf = (t: DefinedTable) => live.get(t.index) ?? new Int32Array(0);
   if (ctx.tables.some((t) => entriesOf(t).length !== t.min)) edits.set(SectionId.table, tableSection(ctx, entriesOf));
-  const changed = options.rewriteElements || snapshot.dropped.elem.size > 0 || options.undeclared.size > 0
-    || ctx.tables.some((t) => !holdsInitialContents(ctx, t, entriesOf(t)));
-  if (changed) edits.set(SectionId.element, elementSection(ctx, snapshot.dropped.elem, entriesOf, options));
+  const kept = new Set<number>();
+  for (const t of ctx.tables) {
+    const entries = entriesOf(t);
+    if (entries.includes(KEPT_OBJECT)) kept.add(t.index); // checked whole against the baseline when read
+    else if (!(options.rewriteElements && t.top === 'func') && holdsInitialContents(ctx, t, entries)) kept.add(t.index);
+  }
+  const unchanged = kept.size === ctx.tables.length && snapshot.dropped.elem.size === 0 && options.undeclared.size === 0;
+  if (!unchanged) edits.set(SectionId.element, elementSection(ctx, snapshot.dropped.elem, entriesOf, kept, options));
 }
 
 function tableSection(ctx: ModuleContext, entriesOf: (t: DefinedTable) => Int32Array): BinaryWriter {
@@ -142,26 +150,32 @@ function elementSection(
   ctx: ModuleContext,
   dropped: ReadonlySet<number>,
   entriesOf: (t: DefinedTable) => Int32Array,
+  keptTables: ReadonlySet<number>,
   options: TableEditOptions,
 ): BinaryWriter {
   const segments = ctx.elementSegments;
-  const kept = options.replacePrevious ? firstOfTrailingActive(segments) : segments.length;
+  // A previous snapshot's segments: the trailing active ones, except those of kept tables, which stay.
+  const trailing = options.replacePrevious ? firstOfTrailingActive(segments) : segments.length;
   const added = new BinaryWriter();
-  let count = kept;
-  for (const t of ctx.tables) count += writeTable(added, ctx, t, entriesOf(t));
+  let count = 0;
+  for (const t of ctx.tables) if (!keptTables.has(t.index)) count += writeTable(added, ctx, t, entriesOf(t));
 
   // What stops being declared: replaced initializers' functions, and those of segments left out or emptied.
   const removed = new Set(options.undeclared);
-  for (let i = kept; i < segments.length; i++) segmentFunctions(ctx, segments[i]!, removed);
-  const w = new BinaryWriter();
   const declared = new Set<number>();
-  for (let i = 0; i < kept; i++) {
-    const s = segments[i]!;
-    const applied = s.mode === 'active' || (s.mode === 'passive' && dropped.has(i));
+  const w = new BinaryWriter();
+  segments.forEach((s, i) => {
+    const ofKeptTable = s.mode === 'active' && keptTables.has(s.table);
+    if (i >= trailing && !ofKeptTable) {
+      segmentFunctions(ctx, s, removed);
+      return;
+    }
+    count++;
+    const applied = (s.mode === 'active' && !ofKeptTable) || (s.mode === 'passive' && dropped.has(i));
     if (applied) writeApplied(w, ctx, s);
     else w.raw(ctx.bytes.subarray(s.start, s.end));
     segmentFunctions(ctx, s, applied && s.top !== 'func' ? removed : declared);
-  }
+  });
   const missing = [...removed].filter((f) => !declared.has(f)).sort((a, b) => a - b);
   if (missing.length > 0) {
     // Before the new active segments, so that these stay the trailing run a later snapshot replaces.
