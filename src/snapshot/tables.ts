@@ -158,7 +158,12 @@ function elementSection(
   const trailing = options.replacePrevious ? firstOfTrailingActive(segments) : segments.length;
   const added = new BinaryWriter();
   let count = 0;
-  for (const t of ctx.tables) if (!keptTables.has(t.index)) count += writeTable(added, ctx, t, entriesOf(t));
+  const written = new Set<number>(); // functions the new segments hold, and so declare
+  for (const t of ctx.tables) {
+    if (keptTables.has(t.index)) continue;
+    count += writeTable(added, ctx, t, entriesOf(t));
+    for (const e of entriesOf(t)) if (e >= 0) written.add(e);
+  }
 
   // What stops being declared: replaced initializers' functions, and those of segments left out or emptied.
   const removed = new Set(options.undeclared);
@@ -172,11 +177,15 @@ function elementSection(
     }
     count++;
     const applied = (s.mode === 'active' && !ofKeptTable) || (s.mode === 'passive' && dropped.has(i));
-    if (applied) writeApplied(w, ctx, s);
-    else w.raw(ctx.bytes.subarray(s.start, s.end));
-    segmentFunctions(ctx, s, applied && s.top !== 'func' ? removed : declared);
+    if (!applied) {
+      w.raw(ctx.bytes.subarray(s.start, s.end));
+      segmentFunctions(ctx, s, declared);
+      return;
+    }
+    writeApplied(w, ctx, s);
+    segmentFunctions(ctx, s, removed);
   });
-  const missing = [...removed].filter((f) => !declared.has(f)).sort((a, b) => a - b);
+  const missing = [...removed].filter((f) => !declared.has(f) && !written.has(f)).sort((a, b) => a - b);
   if (missing.length > 0) {
     // Before the new active segments, so that these stay the trailing run a later snapshot replaces.
     w.byte(0x03).byte(0x00).u32(missing.length);
@@ -187,24 +196,20 @@ function elementSection(
 }
 
 /**
- * A segment that instantiation already applied, or that was dropped, rewritten as one that behaves the same
- * from now on: a declarative segment with the same items (dropped at instantiation, so `table.init` of it
- * traps unless empty, as before; its functions stay declared for `ref.func`), or an empty passive one when it
- * holds no functions.
+ * A segment that instantiation already applied, or that was dropped, written as one that behaves the same from
+ * now on: an empty declarative segment of the same element type (dropped at instantiation: `table.init` of it
+ * traps unless it copies nothing, as before). The functions it declared are declared again by the caller where
+ * nothing else does.
  */
 function writeApplied(w: BinaryWriter, ctx: ModuleContext, s: ElementSegment): void {
-  const type = s.elemType ? ctx.bytes.subarray(s.elemType.start, s.elemType.end) : undefined;
-  const items = ctx.bytes.subarray(s.items, s.end);
-  if (s.top !== 'func') {
-    w.byte(0x05).raw(type!).u32(0); // only expression segments hold non-function references
-  } else if (s.exprs) {
-    w.byte(0x07);
-    if (type) w.raw(type);
-    else w.byte(0x70);
-    w.raw(items);
-  } else {
-    w.byte(0x03).byte(0x00).raw(items);
+  if (!s.exprs) {
+    w.byte(0x03).byte(0x00).u32(0);
+    return;
   }
+  w.byte(0x07);
+  if (s.elemType) w.raw(ctx.bytes.subarray(s.elemType.start, s.elemType.end));
+  else w.byte(0x70);
+  w.u32(0);
 }
 
 /**
