@@ -32,9 +32,9 @@ export interface TableEditOptions {
  * whose size changed gets its new minimum. A table that holds what the module's own segments put there keeps
  * them ("kept" tables: function tables checked against the segments, tables of objects against what the
  * instance held right after instantiation); when every table is kept and no segment was dropped, the element
- * section is copied. Otherwise the active segments of the other tables become declarative ones (already
- * applied, like dropped ones, and still declaring their functions for `ref.func`), dropped passive segments
- * become declarative (or empty), and new active segments write those tables' contents.
+ * section is copied. Otherwise the active segments of the other tables and the dropped passive segments become
+ * empty declarative ones (dropped, as they were in effect), one declarative segment declares for `ref.func` the
+ * functions nothing else declares any more, and new active segments write those tables' contents.
  *
  * Keep-instrumentation outputs always get function tables in this written form, so that in any snapshot wiz
  * reads back the trailing active segments of those tables are the ones it wrote, which the next snapshot
