@@ -1,6 +1,7 @@
 // Broken and hostile inputs made by mutating valid modules. Each must be refused with a one-line WizError (or, if
 // the mutant happens to be valid, give a valid output): never a crash, a hang or an output file.
 import { prng } from './generate.ts';
+import { concat } from '../../src/parse/writer.ts';
 
 interface RawSection {
   id: number;
@@ -44,15 +45,8 @@ function leb(n: number, minBytes = 1): number[] {
   return out;
 }
 
-const join = (...parts: (Uint8Array | number[])[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+/** A new array of the parts one after another (always a copy: mutants must not share the input's bytes). */
+const join = (...parts: (Uint8Array | number[])[]) => concat([new Uint8Array(0), ...parts.map((p) => Uint8Array.from(p))]);
 
 /** Re-encodes section `s` with a new size field (the content unchanged). */
 function withSizeField(wasm: Uint8Array, s: RawSection, field: number[]): Uint8Array {
