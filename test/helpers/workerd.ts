@@ -158,7 +158,8 @@ export async function startWorkerd(options: WorkerdOptions & { timeoutMs?: numbe
   child.stderr!.setEncoding('utf8').on('data', (s: string) => { output += s; });
   const exited = new Promise<string>((resolve) => {
     child.once('error', (e) => resolve(`could not start ${bin.path}: ${e.message}`));
-    child.once('exit', (code, signal) => resolve(`workerd exited (${signal ?? `status ${code}`})`));
+    // 'close', not 'exit': by then its last words on stderr are read.
+    child.once('close', (code, signal) => resolve(`workerd exited (${signal ?? `status ${code}`})`));
   });
   exited.then(() => running.delete(child));
 
@@ -178,7 +179,8 @@ export async function startWorkerd(options: WorkerdOptions & { timeoutMs?: numbe
       const lines = (text + s).split('\n');
       text = lines.pop()!;
       for (const line of lines) {
-        const message = JSON.parse(line) as { event?: string; socket?: string; port?: number };
+        let message: { event?: string; socket?: string; port?: number } = {};
+        try { message = JSON.parse(line); } catch { output += `(control: ${line})\n`; }
         if (message.event === 'listen' && message.socket === 'http' && message.port) resolve(message.port);
       }
     });
