@@ -5,7 +5,7 @@ import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/p
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
-import { instanceReader, tableBaseline, takeSnapshot, type TableBaseline } from './snapshot/state.ts';
+import { instanceReader, tableBaseline, takeSnapshot, type StateReader, type TableBaseline } from './snapshot/state.ts';
 
 export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOptions, 'provenance'> {
   /** Keep the init function exported in the output (the reference's `--keep-init-func`). */
@@ -16,7 +16,7 @@ export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOp
   keepInstrumentation?: boolean;
 }
 
-export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 'renames' | 'onWarning'> {
+export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 'renames' | 'onWarning' | 'customSections' | 'dropCustomSections'> {
   /** Keep the `__wizer_` exports, so that the output can be snapshotted again. */
   keepInstrumentation?: boolean;
   /**
@@ -88,17 +88,20 @@ export function snapshotParts(
   return writeSnapshot(instrumented, instance, options, true);
 }
 
-/** The snapshot as chunks: views of live memory when `views`, else one array copied before anything awaits. */
-async function writeSnapshot(
+/**
+ * The snapshot as chunks: views of live memory when `views`, else one array copied before anything awaits. The
+ * state comes from a live instance, or from a reader made ready beforehand (a state image, wiz's runtime).
+ */
+export async function writeSnapshot(
   instrumented: InstrumentedModule,
-  instance: WebAssembly.Instance,
+  source: WebAssembly.Instance | (() => Promise<StateReader>),
   options: SnapshotOptions,
   views: boolean,
 ): Promise<Uint8Array[]> {
   const { context, reparsed } = instrumented;
   // Everything asynchronous first; then the state is read and written in one synchronous run, so that nothing
   // (a host task, a timer) can change the instance between reading one part of its state and another.
-  const customSections = [];
+  const customSections = [...(options.customSections ?? [])];
   const record = options.provenance ?? ((options.keepInstrumentation || reparsed) && !!globalThis.crypto?.subtle);
   if (options.provenance === undefined && !record && (options.keepInstrumentation || reparsed)) {
     // Browsers offer WebCrypto only in secure contexts (https, localhost): the default gives way there.
@@ -107,7 +110,7 @@ async function writeSnapshot(
   if (record) {
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
-  const reader = await instanceReader(instrumented, instance, options.baseline);
+  const reader = typeof source === 'function' ? await source() : await instanceReader(instrumented, source, options.baseline);
   const state = takeSnapshot(instrumented, reader);
   const rewriteOptions = {
     ...options,
@@ -121,7 +124,9 @@ async function writeSnapshot(
   // Never write an invalid module. Validating its skeleton (the segments' bytes left out) is equivalent and
   // does not copy hundreds of MB of memory into the engine once more.
   try {
-    await WebAssembly.compile(rewrite(context, state, { ...rewriteOptions, skeleton: true }) as Uint8Array<ArrayBuffer>);
+    // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
+    const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true }) as Uint8Array<ArrayBuffer>;
+    if (!WebAssembly.validate(skeleton)) await WebAssembly.compile(skeleton);
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it
     // refers to indices past its own) fails here, and is reported as what it is.

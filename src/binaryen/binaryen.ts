@@ -38,7 +38,9 @@ export function loadBinaryen(what: string): Promise<LoadedBinaryen> {
 }
 
 /** Binaryen's features, from the most to the least specific: the probe drops them in this order. */
-export const FEATURES: [string, keyof Binaryen['Features']][] = [
+export const FEATURES: [string, string][] = [
+  // Newer than Binaryen's type declarations: looked up by name, absent ones are skipped.
+  ['compact-imports', 'CompactImports'], ['acquire-release-atomics', 'AcquireReleaseAtomics'],
   ['stack-switching', 'StackSwitching'], ['strings', 'Strings'], ['shared-everything', 'SharedEverything'],
   ['fp16', 'FP16'], ['wide-arithmetic', 'WideArithmetic'], ['multibyte', 'Multibyte'], ['relaxed-atomics', 'RelaxedAtomics'],
   ['custom-page-sizes', 'CustomPageSizes'], ['gc', 'GC'], ['exception-handling', 'ExceptionHandling'],
@@ -50,7 +52,7 @@ export const FEATURES: [string, keyof Binaryen['Features']][] = [
 ];
 
 /** Features Binaryen requires together (it asserts on the combination otherwise): dropping one drops the other. */
-const IMPLIED_BY: Partial<Record<keyof Binaryen['Features'], keyof Binaryen['Features']>> = {
+const IMPLIED_BY: Record<string, string> = {
   BulkMemoryOpt: 'BulkMemory',
   CallIndirectOverlong: 'ReferenceTypes',
 };
@@ -61,13 +63,14 @@ const IMPLIED_BY: Partial<Record<keyof Binaryen['Features'], keyof Binaryen['Fea
  * does not use. `what` names the feature of wiz in the error when Binaryen cannot validate the module.
  */
 export function usedFeatures({ binaryen, quiet }: LoadedBinaryen, module: BinaryenModule, what: string): number {
+  const flag = (key: string) => (binaryen.Features as unknown as Record<string, number | undefined>)[key] ?? 0;
   let features = binaryen.Features.All as number;
   quiet.on = true;
   try {
     if (!module.validate()) throw new WizError('invalid', `Binaryen cannot validate the module, so ${what} cannot run on it`);
     for (const [, key] of FEATURES) {
       const implying = IMPLIED_BY[key];
-      const without = features & ~(binaryen.Features[key] as number) & ~(implying ? binaryen.Features[implying] as number : 0);
+      const without = features & ~flag(key) & ~(implying ? flag(implying) : 0);
       if (without === features) continue;
       module.setFeatures(without);
       if (module.validate()) features = without;
@@ -80,7 +83,8 @@ export function usedFeatures({ binaryen, quiet }: LoadedBinaryen, module: Binary
 
 /** wasm-opt's names of the features in `features`, from the least to the most specific. */
 export function featureNames(binaryen: Binaryen, features: number): string[] {
-  return FEATURES.filter(([, key]) => features & (binaryen.Features[key] as number)).map(([name]) => name).reverse();
+  const flags = binaryen.Features as unknown as Record<string, number | undefined>;
+  return FEATURES.filter(([, key]) => features & (flags[key] ?? 0)).map(([name]) => name).reverse();
 }
 
 /** Binaryen aborts with an assertion message of several lines: its first, for a one-line error. */

@@ -142,6 +142,7 @@ export function withProbe(
   instrumentation: Instrumentation,
   extraExports: BinaryWriter,
   extraCount: number,
+  names: { functions: string; dropped: string } = { functions: PROBE_FUNCTIONS, dropped: PROBE_DROPPED },
 ): { bytes: Uint8Array; probe: Probe } {
   const needsFunctions = instrumentation.tables.some((t) => t.top === 'func') || instrumentation.globals.some((g) => g.top === 'func');
   const memory = context.memories[0];
@@ -179,8 +180,8 @@ export function withProbe(
     }
     edits.set(SectionId.table, tables);
     if (needsFunctions) {
-      probe.functions = PROBE_FUNCTIONS;
-      exports.name(PROBE_FUNCTIONS).byte(0x01).u32(tableIndex.get('func')!);
+      probe.functions = names.functions;
+      exports.name(names.functions).byte(0x01).u32(tableIndex.get('func')!);
       exportTotal++;
       if (functionCount > 0) {
         const elements = appendTo(context, SectionId.element, 1);
@@ -199,8 +200,8 @@ export function withProbe(
       if (context.dataCount === undefined && droppable.some((d) => d.kind === 'data')) {
         edits.set(SectionId.dataCount, new BinaryWriter().u32(context.dataSegments.length));
       }
-      probe.dropped = PROBE_DROPPED;
-      exports.name(PROBE_DROPPED).byte(0x00).u32(context.importedFunctions + context.functionTypes.length);
+      probe.dropped = names.dropped;
+      exports.name(names.dropped).byte(0x00).u32(context.importedFunctions + context.functionTypes.length);
       exportTotal++;
     }
   }
@@ -209,7 +210,7 @@ export function withProbe(
 }
 
 /** A vector section's body with its entries copied and `added` more counted: append the new entries to it. */
-function appendTo(context: ModuleContext, id: number, added: number): BinaryWriter {
+export function appendTo(context: ModuleContext, id: number, added: number): BinaryWriter {
   const section = findSection(context, id);
   if (!section) return new BinaryWriter().u32(added);
   const r = new BinaryReader(context.bytes, section.contentStart, section.end);

@@ -40,7 +40,7 @@ export async function parseInstrumented(bytes: Uint8Array): Promise<VerifiedInst
 }
 
 /** Checks every `__wizer_` export against what it claims, and that none is missing. */
-function checkClaims(context: ModuleContext, expected: Instrumentation): void {
+export function checkClaims(context: ModuleContext, expected: Instrumentation): void {
   const claims = context.exports.filter((e) => e.name.startsWith(WIZER_PREFIX));
   if (claims.length === 0 && (expected.globals.length > 0 || expected.memories.length > 0 || expected.tables.length > 0)) {
     throw new WizError('instrumentation', 'the module carries no instrumentation (no __wizer_ exports); pre-initialize it with wiz init --keep-instrumentation first');

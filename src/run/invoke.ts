@@ -26,13 +26,14 @@ export function parseInvocation(ctx: ModuleContext, spec: string): Invocation {
   if (texts.length !== type.params.length) {
     throw new WizError('usage', `--invoke ${spec}: "${name}" takes ${type.params.length} argument${type.params.length === 1 ? '' : 's'} (${type.params.join(', ') || 'none'}), not ${texts.length}`);
   }
-  const args = texts.map((text, i) => convert(text, type.params[i]!, spec));
+  const args = texts.map((text, i) => parseValue(text, type.params[i]!, `--invoke ${spec}`));
   return { name, args, params: type.params, results: type.results };
 }
 
-function convert(text: string, type: ValType, spec: string): number | bigint {
+/** A value of `type` from text as `--invoke` reads it; `what` starts the error message (e.g. `--answer 7`). */
+export function parseValue(text: string, type: ValType, what: string): number | bigint {
   const bad = (): never => {
-    throw new WizError('usage', `--invoke ${spec}: "${text}" is not a valid ${type} argument`);
+    throw new WizError('usage', `${what}: "${text}" is not a valid ${type} ${what.startsWith('--invoke') ? 'argument' : 'value'}`);
   };
   switch (type) {
     case 'i32': {
@@ -56,13 +57,16 @@ function convert(text: string, type: ValType, spec: string): number | bigint {
       return v;
     }
     default:
-      throw new WizError('usage', `--invoke ${spec}: cannot pass a ${type} argument from the command line`);
+      throw new WizError('usage', `${what}: cannot pass a ${type} value from the command line`);
   }
 }
 
+/** A value as `--invoke` prints it (and reads it back with `parseValue`). */
+export const showValue = (v: unknown): string => (Object.is(v, -0) ? '-0' : String(v));
+const show = showValue;
+
 /** `name(args) = result`, one line, for showing what a call returned. */
-export function formatInvocation(call: Invocation, result: unknown): string {
-  const show = (v: unknown): string => (Object.is(v, -0) ? '-0' : String(v));
+export function formatInvocation(call: { name: string; args: readonly unknown[]; results: readonly ValType[] }, result: unknown): string {
   const head = `${call.name}(${call.args.map(show).join(', ')})`;
   if (call.results.length === 0) return head;
   return `${head} = ${Array.isArray(result) ? result.map(show).join(', ') : show(result)}`;

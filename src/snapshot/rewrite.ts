@@ -34,6 +34,8 @@ export interface RewriteOptions {
   skeleton?: boolean;
   /** Custom sections written at the end, replacing any input section of the same name. */
   customSections?: readonly { name: string; bytes: Uint8Array }[];
+  /** Custom sections of the input to leave out. */
+  dropCustomSections?: readonly string[];
   /** Receives one-line warnings (e.g. a rename whose source is not exported). */
   onWarning?: (message: string) => void;
 }
@@ -72,7 +74,7 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
   if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
   const custom = options.customSections ?? [];
-  const out = assemble(ctx, edits, new Set(custom.map((c) => c.name)));
+  const out = assemble(ctx, edits, new Set([...custom.map((c) => c.name), ...(options.dropCustomSections ?? [])]));
   for (const c of custom) out.section(SectionId.custom, new BinaryWriter().name(c.name).raw(c.bytes));
   return out.parts();
 }

@@ -129,10 +129,12 @@ export async function instanceReader(
   instrumented: InstrumentedModule,
   instance: WebAssembly.Instance,
   baseline?: TableBaseline,
+  readGlobals?: () => Map<number, GlobalBits>,
 ): Promise<StateReader> {
   const exports = instance.exports;
   const numeric = instrumented.globals.filter((g) => !g.top);
-  const dumper = numeric.length > 0 ? await globalDumper(numeric, exports) : () => new Map<number, GlobalBits>();
+  // `readGlobals`: accessors the module carries (a durable module's), where nothing may be compiled at run time.
+  const dumper = readGlobals ?? (numeric.length > 0 ? await globalDumper(numeric, exports) : () => new Map<number, GlobalBits>());
   let dump: Map<number, GlobalBits> | undefined;
   const names = new FunctionNames(instrumented, exports);
   const refGlobals = new Map(instrumented.globals.filter((g) => g.top).map((g) => [g.index, g]));

@@ -1,0 +1,366 @@
+// A durable worker: a live instance of a durable module (`asyncify`'s output, or a state `.wasm` written from
+// one) that runs until it calls an import that may suspend, unwinds into wiz's memory, and can then be saved
+// (as a `.wasm`, or as a state image) and resumed later, elsewhere, with the answer the import returns.
+import { WizError } from '../errors.ts';
+import { checkClaims } from '../instrument/reparse.ts';
+import { checkState, instrumentationOf, type InstrumentedModule } from '../instrument/instrument.ts';
+import { functionType, parseModule } from '../parse/module.ts';
+import type { ModuleContext, ValType } from '../parse/types.ts';
+import { writeSnapshot, type SnapshotOptions } from '../preinitialize.ts';
+import { compileModule, instantiate, type LiveInstance } from '../run/initialize.ts';
+import { formatInvocation, parseValue, showValue } from '../run/invoke.ts';
+import { concat } from '../parse/writer.ts';
+import { instanceReader, type GlobalBits, type StateReader } from '../snapshot/state.ts';
+import { sha256Hex, type CallRecord, type SuspendedCall } from './image.ts';
+import { ASYNCIFY, jsonSection, readLayout, RUNTIME, SUSPENDED_SECTION, type DurableLayout } from './layout.ts';
+
+/** A durable module read from untrusted bytes: validated, its instrumentation and layout checked, compiled. */
+export interface DurableModule {
+  bytes: Uint8Array;
+  /** `sha256:<hex>` of `bytes`: what state images of its instances name. */
+  digest: string;
+  module: WebAssembly.Module;
+  instrumented: InstrumentedModule;
+  layout: DurableLayout;
+  /** The call a state `.wasm` is suspended in (its `wiz.suspended` section), checked against the module. */
+  suspended: SuspendedCall | undefined;
+}
+
+export interface LoadDurableOptions {
+  /**
+   * The module compiled from `bytes` ahead of time: where compiling at run time is forbidden (Cloudflare Workers,
+   * Vercel Edge), give the module the platform compiled at deploy time; the bytes are then only validated.
+   */
+  module?: WebAssembly.Module;
+}
+
+/**
+ * Reads a durable module. Every claim is checked: the module is validated, each `__wizer_` export is what it
+ * claims, the layout matches the module (and wiz's accessors are the code wiz writes), a recorded suspended
+ * call names an export and a suspending import of the right types and wiz's unwind buffer.
+ */
+export async function loadDurable(bytes: Uint8Array, options: LoadDurableOptions = {}): Promise<DurableModule> {
+  const context = parseModule(bytes);
+  let module = options.module;
+  if (!module) {
+    module = await compileModule(bytes);
+  } else if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) {
+    throw new WizError('invalid', 'invalid module: the engine does not validate it');
+  }
+  checkState(context);
+  const instrumentation = instrumentationOf(context);
+  checkClaims(context, instrumentation);
+  const layout = readLayout(context);
+  if (!layout) throw new WizError('usage', 'the module is not prepared for durable runs (no wiz.durable section): run wiz asyncify on it first');
+  const suspended = readSuspended(context, layout);
+  const instrumented: InstrumentedModule = {
+    context,
+    bytes,
+    ...instrumentation,
+    probe: {
+      functions: context.exports.some((e) => e.name === RUNTIME.functions && e.kind === 'table') ? RUNTIME.functions : undefined,
+      dropped: layout.droppable.length > 0 ? RUNTIME.dropped : undefined,
+      droppable: layout.droppable,
+    },
+    reparsed: true,
+  };
+  return { bytes, digest: `sha256:${await sha256Hex(bytes)}`, module, instrumented, layout, suspended };
+}
+
+/** The `wiz.suspended` record of a state `.wasm`, checked against the module. */
+function readSuspended(context: ModuleContext, layout: DurableLayout): SuspendedCall | undefined {
+  const raw = jsonSection(context, SUSPENDED_SECTION);
+  if (raw === undefined) return undefined;
+  return checkSuspended(context, layout, raw);
+}
+
+/** Checks a suspended call (from a file or a state image: untrusted) against the module. */
+export function checkSuspended(context: ModuleContext, layout: DurableLayout, raw: unknown): SuspendedCall {
+  const bad = (why: string): never => {
+    throw new WizError('malformed', `the suspended call ${why}`);
+  };
+  const s = raw as Partial<SuspendedCall> | null;
+  if (!s || typeof s !== 'object' || !isCall(s.entry) || !isCall(s.pending)) bad('is not a record of an entry call and a pending import');
+  const entry = exportType(context, s!.entry!.name);
+  if (!entry) bad(`enters "${s!.entry!.name}", which the module does not export as a function`);
+  if (entry!.params.length !== s!.entry!.args.length) bad(`passes ${s!.entry!.args.length} arguments to "${s!.entry!.name}", which takes ${entry!.params.length}`);
+  entry!.params.forEach((t, i) => parseValue(s!.entry!.args[i]!, t, `the suspended call's argument ${i + 1}`));
+  if (!layout.suspendOn.includes(s!.pending!.name)) bad(`waits in "${s!.pending!.name}", which is not an import that may suspend (${layout.suspendOn.join(', ')})`);
+  if (s!.buffer !== layout.buffer.start) bad(`names unwind buffer ${String(s!.buffer)}, not wiz's (${layout.buffer.start})`);
+  return { entry: { name: s!.entry!.name, args: [...s!.entry!.args] }, pending: { name: s!.pending!.name, args: [...s!.pending!.args] }, buffer: s!.buffer! };
+}
+
+const isCall = (c: unknown): c is CallRecord =>
+  !!c && typeof (c as CallRecord).name === 'string' && Array.isArray((c as CallRecord).args) && (c as CallRecord).args.every((a) => typeof a === 'string');
+
+function exportType(context: ModuleContext, name: string): { params: ValType[]; results: ValType[] } | undefined {
+  const e = context.exports.find((x) => x.name === name);
+  const type = e?.kind === 'func' ? functionType(context, e.index) : undefined;
+  return type?.kind === 'func' ? type : undefined;
+}
+
+function importType(context: ModuleContext, spec: string): { params: ValType[]; results: ValType[] } {
+  const imp = context.imports.find((i) => i.kind === 'func' && `${i.module}.${i.name}` === spec)!;
+  const type = context.types[imp.typeIndex!];
+  if (type?.kind !== 'func') throw new WizError('malformed', `import "${spec}" has no function type`);
+  return type;
+}
+
+/** How a call ended: the export returned, or the program is suspended inside an import. */
+export type Outcome =
+  | { status: 'returned'; result: unknown; /** `name(args) = result`, as `wiz snapshot --invoke` prints it. */ line: string }
+  | {
+    status: 'suspended';
+    pending: CallRecord;
+    /** `suspended: module.name(args)`. */
+    line: string;
+    /** What the host's import returned, when it returned a Promise: resume with its value once it settles. */
+    promise?: Promise<unknown>;
+  };
+
+export interface WorkerOptions {
+  /**
+   * Host imports by module and name. A suspending import given here is called: a Promise it returns suspends the
+   * program (resume with its value), any other value is returned at once. Without one, it always suspends.
+   * Function imports given nowhere are stubs that fail the run when called.
+   */
+  imports?: WebAssembly.Imports;
+  /** Called with the new instance before anything runs in it (e.g. to bind WASI to its memory). */
+  onInstantiated?: (instance: WebAssembly.Instance) => void;
+}
+
+const enum_ = { normal: 0, unwinding: 1, rewinding: 2 } as const;
+
+export class DurableWorker {
+  readonly durable: DurableModule;
+  readonly instance: WebAssembly.Instance;
+  private readonly live: LiveInstance;
+  private suspendedCall: SuspendedCall | undefined;
+  private promise: Promise<unknown> | undefined;
+  private rewinding: { pending: string; answer: unknown } | undefined;
+  private entryArgs: unknown[] = [];
+  /** How far into wiz's buffer the unwound stack reached (cleared when the program completes). */
+  private used = 0;
+
+  private constructor(durable: DurableModule, live: LiveInstance, suspended: SuspendedCall | undefined) {
+    this.durable = durable;
+    this.live = live;
+    this.instance = live.instance;
+    this.suspendedCall = suspended;
+  }
+
+  /** A fresh instance of the module (its start function runs); suspended when the module records a suspended call. */
+  static async start(durable: DurableModule, options: WorkerOptions = {}): Promise<DurableWorker> {
+    let worker: DurableWorker | undefined;
+    const imports = suspendingImports(durable, options.imports ?? {}, () => worker!);
+    const live = await instantiate(durable.instrumented.context, durable.module, { imports, onInstantiated: options.onInstantiated });
+    worker = new DurableWorker(durable, live, durable.suspended);
+    if (worker.suspendedCall) worker.entryArgs = worker.entryValues(worker.suspendedCall.entry);
+    return worker;
+  }
+
+  /** @internal Used by `restoreWorker`: the worker after its state was written into it. */
+  static attach(worker: DurableWorker, suspended: SuspendedCall | undefined): void {
+    worker.suspendedCall = suspended;
+    worker.entryArgs = suspended ? worker.entryValues(suspended.entry) : [];
+  }
+
+  /** The call the program waits in, if it is suspended. */
+  get suspended(): SuspendedCall | undefined {
+    return this.suspendedCall;
+  }
+
+  /** The host's Promise the program waits for, when a host import returned one in this process. */
+  get pendingPromise(): Promise<unknown> | undefined {
+    return this.promise;
+  }
+
+  private get exports(): Record<string, (...a: unknown[]) => unknown> {
+    return this.instance.exports as Record<string, (...a: unknown[]) => unknown>;
+  }
+
+  private get wizMemory(): WebAssembly.Memory {
+    const ordinal = this.durable.instrumented.memories.findIndex((m) => m.index === this.durable.layout.memory);
+    return this.instance.exports[this.durable.instrumented.memories[ordinal]!.exportName] as WebAssembly.Memory;
+  }
+
+  /** Calls export `name` with `args` (JS values as the JS API takes them) and runs until it returns or suspends. */
+  invoke(name: string, args: readonly unknown[] = []): Outcome {
+    if (this.suspendedCall) {
+      throw new WizError('usage', `the program is suspended in ${this.suspendedCall.pending.name}; resume it with an answer first`);
+    }
+    const type = exportType(this.durable.instrumented.context, name);
+    if (!type) throw new WizError('usage', `the module exports no function "${name}"`);
+    if (type.params.length !== args.length) throw new WizError('usage', `"${name}" takes ${type.params.length} arguments, not ${args.length}`);
+    this.entryArgs = [...args];
+    const entry: CallRecord = { name, args: args.map(showValue) };
+    return this.enter(entry, type.results);
+  }
+
+  /**
+   * Resumes a suspended program: the pending import returns `answer` (nothing for an import without results), and
+   * the program runs until it returns or suspends again.
+   */
+  resume(answer?: unknown): Outcome {
+    const suspended = this.suspendedCall;
+    if (!suspended) throw new WizError('usage', 'the program is not suspended: there is nothing to resume');
+    const type = importType(this.durable.instrumented.context, suspended.pending.name);
+    const results = exportType(this.durable.instrumented.context, suspended.entry.name)!.results;
+    const value = type.results.length === 0 ? undefined : coerce(answer, type.results[0]!, `the answer to ${suspended.pending.name}`);
+    this.suspendedCall = undefined;
+    this.promise = undefined;
+    this.rewinding = { pending: suspended.pending.name, answer: value };
+    this.used = Math.max(this.used, this.bufferTop());
+    this.call(ASYNCIFY.startRewind, [suspended.buffer]);
+    return this.enter(suspended.entry, results);
+  }
+
+  /** Runs export `name` to its end, awaiting each Promise a suspending host import returns (no save in between). */
+  async run(name: string, args: readonly unknown[] = []): Promise<unknown> {
+    let outcome = this.invoke(name, args);
+    while (outcome.status === 'suspended') {
+      if (!outcome.promise) throw new WizError('usage', `the program is suspended in ${outcome.pending.name}, and no host import answers it`);
+      outcome = this.resume(await outcome.promise);
+    }
+    return outcome.result;
+  }
+
+  private enter(entry: CallRecord, results: readonly ValType[]): Outcome {
+    const result = this.live.call(entry.name, this.entryArgs, `the export "${entry.name}"`);
+    const state = this.call(ASYNCIFY.getState) as number;
+    if (state === enum_.unwinding) {
+      this.call(ASYNCIFY.stopUnwind);
+      this.used = Math.max(this.used, this.bufferTop());
+      const pending = this.suspendedCall!.pending;
+      this.suspendedCall = { ...this.suspendedCall!, entry };
+      return { status: 'suspended', pending, line: `suspended: ${pending.name}(${pending.args.join(', ')})`, ...(this.promise && { promise: this.promise }) };
+    }
+    if (state === enum_.rewinding || this.rewinding) {
+      const pending = this.rewinding?.pending ?? 'the pending import';
+      this.rewinding = undefined;
+      throw new WizError('trap', `the resumed program did not return to ${pending}: its state does not match its code`);
+    }
+    this.clearBuffer();
+    return { status: 'returned', result, line: formatInvocation({ name: entry.name, args: this.entryArgs, results: [...results] }, result) };
+  }
+
+  /** A completed program leaves wiz's buffer as an uninterrupted one does: zero. */
+  private clearBuffer(): void {
+    const { start, end } = this.durable.layout.buffer;
+    const used = Math.max(this.used, this.bufferTop());
+    if (used > 0) new Uint8Array(this.wizMemory.buffer).fill(0, start, Math.min(Math.max(used, start + 8), end));
+    this.used = 0;
+  }
+
+  /** Where the unwound stack ends: Asyncify's current pointer, in the buffer's header. */
+  private bufferTop(): number {
+    return new DataView(this.wizMemory.buffer).getUint32(this.durable.layout.buffer.start, true);
+  }
+
+  /** @internal The suspending import `spec` was called with `args`; `host` is the host's function, if any. */
+  suspendingCall(spec: string, args: unknown[], host: ((...a: unknown[]) => unknown) | undefined, result: ValType | undefined): unknown {
+    const state = this.call(ASYNCIFY.getState) as number;
+    if (state === enum_.rewinding) {
+      const rewinding = this.rewinding;
+      if (!rewinding || rewinding.pending !== spec) {
+        throw new WizError('trap', `the resumed program called ${spec} where it was suspended in ${rewinding?.pending ?? 'nothing'}: its state does not match its code`);
+      }
+      this.call(ASYNCIFY.stopRewind);
+      this.rewinding = undefined;
+      return rewinding.answer;
+    }
+    let value: unknown;
+    if (host) {
+      value = host(...args);
+      if (!(value instanceof Promise)) return value;
+    }
+    const { start, end } = this.durable.layout.buffer;
+    const view = new DataView(this.wizMemory.buffer);
+    view.setUint32(start, start + 8, true);
+    view.setUint32(start + 4, end, true);
+    this.promise = value as Promise<unknown> | undefined;
+    this.promise?.catch(() => {}); // the host awaits it, or saves the program and never does
+    const pending = { name: spec, args: args.map(showValue) };
+    this.suspendedCall = { entry: { name: '', args: [] }, pending, buffer: start };
+    this.call(ASYNCIFY.startUnwind, [start]);
+    return result === 'i64' ? 0n : result === undefined ? undefined : 0;
+  }
+
+  private call(name: string, args: unknown[] = []): unknown {
+    return this.exports[name]!(...args);
+  }
+
+  private entryValues(entry: CallRecord): unknown[] {
+    const type = exportType(this.durable.instrumented.context, entry.name)!;
+    return entry.args.map((a, i) => parseValue(a, type.params[i]!, `the suspended call's argument ${i + 1}`));
+  }
+
+  /** A reader of this instance's state through wiz's runtime: nothing is compiled. */
+  stateReader(): Promise<StateReader> {
+    const { layout, instrumented } = this.durable;
+    const exports = this.exports;
+    const readGlobals = (): Map<number, GlobalBits> => {
+      exports[RUNTIME.saveGlobals]!();
+      const bytes = new Uint8Array(this.wizMemory.buffer);
+      const bits = new Map<number, GlobalBits>();
+      for (const g of layout.globals) bits.set(g.index, bytes.slice(g.offset, g.offset + GLOBAL_SIZE[g.type]!));
+      // The save area is zero outside a save or a load, so snapshots do not depend on how they were taken.
+      bytes.fill(0, 0, layout.buffer.start);
+      return bits;
+    };
+    return instanceReader(instrumented, this.instance, undefined, readGlobals);
+  }
+
+  /**
+   * The program as a `.wasm` that `loadDurable` reads back (keeping the instrumentation), recording the suspended
+   * call if any: chunks in order, views of live memory; write them out before the worker runs again.
+   */
+  async snapshotParts(options: Pick<SnapshotOptions, 'provenance' | 'onWarning'> = {}): Promise<Uint8Array[]> {
+    return writeSnapshot(this.durable.instrumented, () => this.stateReader(), {
+      ...options,
+      keepInstrumentation: true,
+      ...suspendedSections(this.suspendedCall),
+    }, true);
+  }
+
+  /** `snapshotParts`, concatenated. */
+  async snapshot(options: Pick<SnapshotOptions, 'provenance' | 'onWarning'> = {}): Promise<Uint8Array> {
+    return concat(await this.snapshotParts(options));
+  }
+}
+
+export const GLOBAL_SIZE: Record<string, number> = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 };
+
+/** The custom sections a snapshot writes for a suspended call: the record, or none. */
+export function suspendedSections(suspended: SuspendedCall | undefined): Pick<SnapshotOptions, 'customSections' | 'dropCustomSections'> {
+  if (!suspended) return { dropCustomSections: [SUSPENDED_SECTION] };
+  return { customSections: [{ name: SUSPENDED_SECTION, bytes: new TextEncoder().encode(JSON.stringify(suspended)) }] };
+}
+
+/** A value for a wasm parameter or result of `type`, from a JS value or text. */
+function coerce(value: unknown, type: ValType, what: string): unknown {
+  if (typeof value === 'string') return parseValue(value, type, what);
+  if (type === 'i64') {
+    if (typeof value === 'bigint') return value;
+    if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+    throw new WizError('usage', `${what} must be an i64 (a BigInt or an integer), not ${String(value)}`);
+  }
+  if (typeof value !== 'number' && type !== 'externref' && !type.includes('ref')) {
+    throw new WizError('usage', `${what} must be a number (${type}), not ${value === undefined ? 'nothing' : String(value)}`);
+  }
+  return value;
+}
+
+/** The host's imports, with each suspending import wrapped so that it can unwind and rewind the program. */
+function suspendingImports(durable: DurableModule, given: WebAssembly.Imports, worker: () => DurableWorker): WebAssembly.Imports {
+  const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+  for (const [module, values] of Object.entries(given)) imports[module] = { ...values };
+  for (const spec of durable.layout.suspendOn) {
+    const imp = durable.instrumented.context.imports.find((i) => i.kind === 'func' && `${i.module}.${i.name}` === spec)!;
+    const host = given[imp.module]?.[imp.name];
+    if (host !== undefined && typeof host !== 'function') throw new WizError('usage', `the import "${spec}" must be a function`);
+    const result = importType(durable.instrumented.context, spec).results[0];
+    (imports[imp.module] ??= {})[imp.name] = (...args: unknown[]) => worker().suspendingCall(spec, args, host as ((...a: unknown[]) => unknown) | undefined, result);
+  }
+  return imports;
+}
