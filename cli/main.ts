@@ -15,6 +15,7 @@ import { formatReport } from './report.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { directOutput, runJob, type Job } from './job.ts';
+import { addDiffCommand } from './diff.ts';
 import type { ChildReply } from './child.ts';
 
 const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
@@ -169,6 +170,7 @@ function program(): Command {
       const p = readProvenance(parseModule(readInput(input)));
       process.stdout.write(p ? `generation ${p.generation}, parent ${p.parent}\n` : 'no provenance recorded\n');
     });
+  addDiffCommand(cli);
   return cli;
 }
 
