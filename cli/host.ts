@@ -11,6 +11,8 @@ export interface HostOptions {
   mapdirs: string[];
   preloads: string[];
   deterministic: boolean;
+  /** Added to every clock_time_get reading (`--check-determinism` runs init again with a later clock). */
+  clockOffsetNs?: bigint;
   /** The module goes to stdout: the guest's stdout must go elsewhere (stderr). */
   stdoutTaken: boolean;
 }
@@ -54,7 +56,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       stderr: stdio[2],
       returnOnExit: true,
     });
-    imports[WASI_MODULE] = watchNondeterminism((wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]!, options.deterministic, warn, () => memory);
+    imports[WASI_MODULE] = watchNondeterminism((wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]!, options.deterministic, warn, () => memory, options.clockOffsetNs ?? 0n);
   } else if (options.dirs.length + options.mapdirs.length > 0 || options.deterministic) {
     throw new WizError('usage', '--dir, --mapdir and --deterministic need --allow-wasi');
   }
@@ -142,6 +144,7 @@ function watchNondeterminism(
   deterministic: boolean,
   warn: (line: string) => void,
   memory: () => WebAssembly.Memory | undefined,
+  clockOffsetNs: bigint,
 ): WebAssembly.ModuleImports {
   const warned = new Set<string>();
   const once = (key: string, line: string) => {
@@ -180,13 +183,18 @@ function watchNondeterminism(
     // clock_time_get(id, precision, result_ptr) and clock_res_get(id, result_ptr)
     wrapped[name] = (...args: unknown[]) => {
       once('clock', `the module read a clock (${name}) during init: the time it read is baked into the snapshot (pass --deterministic for reproducible builds)`);
-      if (!deterministic) return forward(name, args);
+      const shift = (errno: number) => {
+        const view = errno === 0 && name === 'clock_time_get' && clockOffsetNs !== 0n ? guest(args[2] as number, 8) : undefined;
+        view?.setBigUint64(0, BigInt.asUintN(64, view.getBigUint64(0, true) + clockOffsetNs), true);
+        return errno;
+      };
+      if (!deterministic) return shift(forward(name, args));
       const id = args[0] as number;
       if (id < 0 || id > 3) return EINVAL;
       const view = guest(args[args.length - 1] as number, 8);
       if (!view) return EOVERFLOW;
       view.setBigUint64(0, name === 'clock_time_get' ? (now += 1_000_000n) : 1_000_000n, true);
-      return 0;
+      return shift(0);
     };
   }
   return wrapped;

@@ -14,8 +14,9 @@ import { optimize, requireBinaryen, type Optimized } from './optimize.ts';
 import { formatReport } from './report.ts';
 import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
-import { directOutput, runJob, type Job } from './job.ts';
+import { directOutput, runJob, type Job, type JobOutput } from './job.ts';
 import { addDiffCommand } from './diff.ts';
+import { initChecked } from './determinism.ts';
 import type { ChildReply } from './child.ts';
 
 const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
@@ -127,17 +128,19 @@ function program(): Command {
   const init = cli.command('init')
     .description('instantiate a module, run its init function, and write the initialized module')
     .argument('<input>', 'the module (.wasm file, or - for stdin)')
-    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`);
+    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
+    .option('--check-determinism', 'run init twice (the second time with fresh random bytes and the clock a day later) and fail, writing nothing, if the states differ');
   addBoolean(init, '--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)');
   addCommonOptions(init, 'initializing')
-    .action(async (input: string, opts: CommonOptions & { initFunc?: string; keepInitFunc?: boolean }) => {
+    .action(async (input: string, opts: CommonOptions & { initFunc?: string; keepInitFunc?: boolean; checkDeterminism?: boolean }) => {
       const output = outputPath(opts.output);
       const job: Job = {
         kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
         renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
         printToStderr: output === '-',
       };
-      writeOutput(output, await finish(job, await execute(job, opts), opts));
+      const parts = opts.checkDeterminism ? await initChecked(job, (j, out) => execute(j, opts, out)) : await execute(job, opts);
+      if (parts) writeOutput(output, await finish(job, parts, opts));
     });
 
   const snap = cli.command('snapshot')
@@ -177,11 +180,11 @@ function program(): Command {
 /** The longest time limit a timer can hold (2^31 - 1 ms). */
 const MAX_TIMEOUT_SECONDS = 2147483;
 
-/** Runs a job here, or in a child process that is killed when `--init-timeout` runs out. */
-async function execute(job: Job, opts: CommonOptions): Promise<Uint8Array[]> {
+/** Runs a job here (warnings to `out`), or in a child process that is killed when `--init-timeout` runs out. */
+async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<Uint8Array[]> {
   if (opts.optimize) requireBinaryen();
   if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
-  if (opts.initTimeout === undefined) return runJob(job, directOutput(job));
+  if (opts.initTimeout === undefined) return runJob(job, out ?? directOutput(job));
   const seconds = Number(opts.initTimeout);
   if (!(seconds > 0) || seconds > MAX_TIMEOUT_SECONDS) {
     throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}, not "${opts.initTimeout}"`);

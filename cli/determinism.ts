@@ -1,0 +1,73 @@
+// `wiz init --check-determinism`: init twice, the second time with other host inputs, and refuse to write a
+// snapshot whose state depends on them (the classic case: a PRNG seed from random_get baked into every instance).
+import { diffModules } from '../src/diff/diff.ts';
+import { parseModule } from '../src/parse/module.ts';
+import { concat } from '../src/parse/writer.ts';
+import { formatDiff } from './diff.ts';
+import { directOutput, type InitJob, type JobOutput } from './job.ts';
+
+/** How far the second run's clock is shifted: one day, far beyond any time init itself takes. */
+export const CLOCK_SHIFT_NS = 86_400_000_000_000n;
+
+/** Runs one init job with the given output for warnings (a child process may write its own instead). */
+export type RunInit = (job: InitJob, out: JobOutput) => Promise<Uint8Array[]>;
+
+const HOST_INPUTS = ['random_get', 'clock_time_get', 'clock_res_get'];
+
+/**
+ * Runs `job` twice, in parallel: as given, and with a fresh host whose clock reads one day later (fresh random
+ * bytes come with any host that is not `--deterministic`; a deterministic one serves the same streams both
+ * times). Returns the first run's output when both states agree; otherwise reports each difference on stderr,
+ * sets exit code 1 and returns undefined, so that nothing is written.
+ */
+export async function initChecked(job: InitJob, run: RunInit): Promise<Uint8Array[] | undefined> {
+  const direct = directOutput(job);
+  const read = new Set<string>();
+  // Which host inputs init read: the host says so in its warnings (never with --deterministic).
+  const notice = (line: string) => {
+    const name = /\((random_get|clock_time_get|clock_res_get)\)/.exec(line)?.[1];
+    if (name) read.add(name);
+  };
+  const second: InitJob = {
+    ...job,
+    host: { ...job.host, ...(job.host.deterministic ? {} : { clockOffsetNs: CLOCK_SHIFT_NS }) },
+  };
+  const [first, other] = await Promise.all([
+    run(job, {
+      warn: (line) => {
+        notice(line);
+        direct.warn(line);
+      },
+      print: direct.print,
+    }),
+    // The second run's warnings repeat the first's: noted, not printed.
+    run(second, { warn: notice, print: direct.print }),
+  ]);
+  const diff = diffModules(concat(first), concat(other));
+  if (diff.same) return first;
+
+  const how = job.host.deterministic
+    ? 'a second run with the same --deterministic inputs'
+    : 'a second run, with fresh random bytes and the clock one day later,';
+  const lines = [
+    `init is not deterministic: ${how} left a different state; nothing written`,
+    ...formatDiff(diff).map((line) => `  ${line}`),
+    `  ${hostInputs(job, read)}`,
+  ];
+  process.stderr.write(lines.map((line) => `wiz: ${line}\n`).join(''));
+  process.exitCode = 1;
+  return undefined;
+}
+
+function hostInputs(job: InitJob, read: ReadonlySet<string>): string {
+  const kinds = [
+    read.has('random_get') && 'random bytes (random_get)',
+    ...['clock_time_get', 'clock_res_get'].filter((n) => read.has(n)).map((n) => `a clock (${n})`),
+  ].filter(Boolean);
+  if (kinds.length) return `init read ${kinds.join(' and ')}`;
+  const imported = parseModule(job.input).imports
+    .filter((i) => i.kind === 'func' && i.module === 'wasi_snapshot_preview1' && HOST_INPUTS.includes(i.name))
+    .map((i) => i.name);
+  if (imported.length) return `init may have read ${imported.join(', ')} (the module imports ${imported.length === 1 ? 'it' : 'them'})`;
+  return 'init read no random bytes and no clock: the difference comes from another input (files, environment, timing)';
+}
