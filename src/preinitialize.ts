@@ -107,6 +107,8 @@ export async function writeSnapshot(
     // Browsers offer WebCrypto only in secure contexts (https, localhost): the default gives way there.
     options.onWarning?.('provenance not recorded: this context lacks WebCrypto (crypto.subtle), which browsers offer only on https and localhost');
   }
+  // Without a record of its own, a snapshot carries none: its parent's would be stale.
+  const dropCustomSections = [...(options.dropCustomSections ?? []), ...(record || !reparsed ? [] : [PROVENANCE_SECTION])];
   if (record) {
     customSections.push({ name: PROVENANCE_SECTION, bytes: encodeProvenance(await provenanceOf(context, reparsed)) });
   }
@@ -117,6 +119,7 @@ export async function writeSnapshot(
     keepInstrumentation: options.keepInstrumentation ? instrumented : undefined,
     replacePreviousSegments: reparsed,
     customSections,
+    dropCustomSections,
     segments: snapshotSegments(state.memories),
   };
   const parts = rewriteParts(context, state, rewriteOptions);

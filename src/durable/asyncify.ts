@@ -58,7 +58,7 @@ export async function asyncify(wasm: Uint8Array, options: AsyncifyOptions): Prom
   const reserve = Math.ceil(((input.globals.length + 2) * 16) / 16) * 16;
   const pages = Math.ceil((stackSize + reserve) / PAGE);
   const passed = await runAsyncify(plain, suspendOn, pages, options.optimize ?? true);
-  const bytes = addRuntime(parseModule(passed), input.memories.length, suspendOn, reserve);
+  const bytes = addRuntime(parseModule(passed.bytes), input.memories.length, suspendOn, reserve, passed.globals);
   await compileModule(bytes).catch((e: WizError) => {
     throw new WizError('invalid', `the asyncified module does not compile here (${e.message}); this is a bug in wiz, please report it with the input module`);
   });
@@ -74,7 +74,13 @@ function withoutInstrumentation(context: ModuleContext): Uint8Array {
   return assemble(context, new Map([[SectionId.export, w]])).finish();
 }
 
-async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages: number, optimize: boolean): Promise<Uint8Array> {
+/** Binaryen's output, and the indices of Asyncify's own globals in it (state, data pointer). */
+interface Asyncified {
+  bytes: Uint8Array;
+  globals: { state: number; data: number };
+}
+
+async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages: number, optimize: boolean): Promise<Asyncified> {
   const loaded = await loadBinaryen('wiz asyncify');
   const { binaryen } = loaded;
   let module: BinaryenModule | undefined;
@@ -92,7 +98,12 @@ async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages
       binaryen.setShrinkLevel(1);
       module.optimize();
     }
-    return module.emitBinary();
+    // Binaryen writes imported globals first, then the defined ones, each in module order.
+    const infos = Array.from({ length: module.getNumGlobals() }, (_, i) => binaryen.getGlobalInfo(module!.getGlobalByIndex(i)));
+    const order = [...infos.filter((g) => g.module), ...infos.filter((g) => !g.module)].map((g) => g.name);
+    const globals = { state: order.indexOf('__asyncify_state'), data: order.indexOf('__asyncify_data') };
+    if (globals.state < 0 || globals.data < 0) throw new WizError('unsupported', 'Binaryen\'s Asyncify did not add its globals as expected; this is a bug in wiz');
+    return { bytes: module.emitBinary(), globals };
   } catch (e) {
     if (e instanceof WizError) throw e;
     throw new WizError('unsupported', `Binaryen's Asyncify failed on this module (${binaryenFailure(e)})`);
@@ -107,7 +118,7 @@ async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages
  * good under wiz's names), accessors that save and load the globals in wiz's memory and drop segments, the
  * instrumentation exports and the layout section.
  */
-function addRuntime(passed: ModuleContext, ownMemories: number, suspendOn: readonly string[], reserve: number): Uint8Array {
+function addRuntime(passed: ModuleContext, ownMemories: number, suspendOn: readonly string[], reserve: number, asyncifyGlobals: Asyncified['globals']): Uint8Array {
   if (passed.memories.length !== ownMemories + 1) {
     throw new WizError('unsupported', 'Binaryen\'s Asyncify did not add its memory as expected; this is a bug in wiz, please report it with the input module');
   }
@@ -123,6 +134,7 @@ function addRuntime(passed: ModuleContext, ownMemories: number, suspendOn: reado
     globals,
     buffer: { start: reserve, end: memory.min * PAGE },
     droppable: probed.probe.droppable,
+    asyncify: asyncifyGlobals,
   };
   // Two types, three functions: save and load `[] -> []`, drop `[i32] -> []`.
   const voidType = context.types.length;

@@ -50,6 +50,8 @@ export interface DurableLayout {
   buffer: { start: number; end: number };
   /** The passive segments `__wiz_dropped(k)` and `__wiz_drop(k)` test and drop, by position k. */
   droppable: DroppableSegment[];
+  /** Asyncify's globals: its state, and the pointer to the buffer it unwinds into (reset when a call completes). */
+  asyncify: { state: number; data: number };
 }
 
 const SIZE: Record<string, number> = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 };
@@ -163,7 +165,13 @@ export function readLayout(context: ModuleContext): DurableLayout | undefined {
     || (d.kind === 'data' ? context.dataSegments[d.index]?.mode !== 'passive' : context.elementSegments[d.index]?.mode !== 'passive' && context.elementSegments[d.index]?.mode !== 'declarative'))) {
     bad('lists droppable segments the module does not have');
   }
-  const layout: DurableLayout = { format: LAYOUT_FORMAT, suspendOn: raw.suspendOn!, memory: raw.memory!, globals, buffer: { start: buffer!.start, end: buffer!.end }, droppable: droppable!.map((d) => ({ kind: d.kind, index: d.index })) };
+  const asyncify = raw.asyncify;
+  const saved = (i: unknown) => globals.some((g) => g.index === i && g.type === 'i32');
+  if (!asyncify || !saved(asyncify.state) || !saved(asyncify.data) || asyncify.state === asyncify.data) bad('does not name Asyncify\'s globals among the module\'s mutable i32 globals');
+  const layout: DurableLayout = {
+    format: LAYOUT_FORMAT, suspendOn: raw.suspendOn!, memory: raw.memory!, globals, buffer: { start: buffer!.start, end: buffer!.end },
+    droppable: droppable!.map((d) => ({ kind: d.kind, index: d.index })), asyncify: { state: asyncify!.state, data: asyncify!.data },
+  };
   checkRuntime(context, layout);
   return layout;
 }

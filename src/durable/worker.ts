@@ -139,7 +139,7 @@ export class DurableWorker {
   private promise: Promise<unknown> | undefined;
   private rewinding: { pending: string; answer: unknown } | undefined;
   private entryArgs: unknown[] = [];
-  /** How far into wiz's buffer the unwound stack reached (cleared when the program completes). */
+  /** How far into wiz's buffer the stack being rewound reaches (cleared once rewound). */
   private used = 0;
 
   private constructor(durable: DurableModule, live: LiveInstance, suspended: SuspendedCall | undefined) {
@@ -210,9 +210,19 @@ export class DurableWorker {
     this.suspendedCall = undefined;
     this.promise = undefined;
     this.rewinding = { pending: suspended.pending.name, answer: value };
-    this.used = Math.max(this.used, this.bufferTop());
+    this.used = this.bufferTop();
     this.call(ASYNCIFY.startRewind, [suspended.buffer]);
     return this.enter(suspended.entry, results);
+  }
+
+  /**
+   * Runs a WASI reactor's `_initialize` if the module exports it: once in a program's life, before any other call
+   * (snapshots leave it out, as `wiz init` does: it ran).
+   */
+  initialize(): void {
+    if (typeof this.instance.exports._initialize !== 'function') return;
+    const outcome = this.invoke('_initialize');
+    if (outcome.status === 'suspended') throw new WizError('usage', `_initialize suspended in ${outcome.pending.name}: a program cannot wait before it is initialized`);
   }
 
   /** Runs export `name` to its end, awaiting each Promise a suspending host import returns (no save in between). */
@@ -230,7 +240,6 @@ export class DurableWorker {
     const state = this.call(ASYNCIFY.getState) as number;
     if (state === enum_.unwinding) {
       this.call(ASYNCIFY.stopUnwind);
-      this.used = Math.max(this.used, this.bufferTop());
       const pending = this.suspendedCall!.pending;
       this.suspendedCall = { ...this.suspendedCall!, entry };
       return { status: 'suspended', pending, line: `suspended: ${pending.name}(${pending.args.join(', ')})`, ...(this.promise && { promise: this.promise }) };
@@ -244,11 +253,27 @@ export class DurableWorker {
     return { status: 'returned', result, line: formatInvocation({ name: entry.name, args: this.entryArgs, results: [...results] }, result) };
   }
 
-  /** A completed program leaves wiz's buffer as an uninterrupted one does: zero. */
+  /**
+   * wiz's memory outside a suspension is as an uninterrupted program leaves it: the unwound stack is cleared once
+   * rewound (`clearStack`), and a completed call resets Asyncify's pointer to it.
+   */
   private clearBuffer(): void {
+    const { layout } = this.durable;
+    const data = layout.globals.find((g) => g.index === layout.asyncify.data)!;
+    const bytes = () => new Uint8Array(this.wizMemory.buffer);
+    this.exports[RUNTIME.saveGlobals]!();
+    const set = bytes().subarray(data.offset, data.offset + 4).some((b) => b !== 0);
+    if (set) {
+      bytes().fill(0, data.offset, data.offset + 4);
+      this.exports[RUNTIME.loadGlobals]!();
+    }
+    bytes().fill(0, 0, layout.buffer.start);
+  }
+
+  /** Zeroes the unwound stack once it is rewound: no stale frames stay in wiz's memory. */
+  private clearStack(): void {
     const { start, end } = this.durable.layout.buffer;
-    const used = Math.max(this.used, this.bufferTop());
-    if (used > 0) new Uint8Array(this.wizMemory.buffer).fill(0, start, Math.min(Math.max(used, start + 8), end));
+    new Uint8Array(this.wizMemory.buffer).fill(0, start, Math.min(Math.max(this.used, start + 8), end));
     this.used = 0;
   }
 
@@ -267,6 +292,7 @@ export class DurableWorker {
       }
       this.call(ASYNCIFY.stopRewind);
       this.rewinding = undefined;
+      this.clearStack();
       return rewinding.answer;
     }
     let value: unknown;
@@ -332,9 +358,11 @@ export class DurableWorker {
 export const GLOBAL_SIZE: Record<string, number> = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 };
 
 /** The custom sections a snapshot writes for a suspended call: the record, or none. */
-export function suspendedSections(suspended: SuspendedCall | undefined): Pick<SnapshotOptions, 'customSections' | 'dropCustomSections'> {
-  if (!suspended) return { dropCustomSections: [SUSPENDED_SECTION] };
-  return { customSections: [{ name: SUSPENDED_SECTION, bytes: new TextEncoder().encode(JSON.stringify(suspended)) }] };
+export function suspendedSections(suspended: SuspendedCall | undefined): Pick<SnapshotOptions, 'customSections' | 'dropCustomSections' | 'removeExports'> {
+  // `_initialize` ran (or the program never needs it again): a state is resumed, never initialized anew.
+  const removeExports = ['_initialize'];
+  if (!suspended) return { dropCustomSections: [SUSPENDED_SECTION], removeExports };
+  return { customSections: [{ name: SUSPENDED_SECTION, bytes: new TextEncoder().encode(JSON.stringify(suspended)) }], removeExports };
 }
 
 /** A value for a wasm parameter or result of `type`, from a JS value or text. */

@@ -1,0 +1,222 @@
+// Durable execution: a program suspended inside an import, saved, and resumed in a fresh instance (from a
+// `.wasm` or a state image) behaves bit for bit like the same program run uninterrupted.
+import { describe, expect, test } from 'vitest';
+import { asyncify } from '../src/durable/asyncify.ts';
+import { captureImage, materialize, restoreWorker } from '../src/durable/capture.ts';
+import { LAYOUT_SECTION, SUSPENDED_SECTION } from '../src/durable/layout.ts';
+import { DurableWorker, loadDurable, type Outcome } from '../src/durable/worker.ts';
+import type { StateImage } from '../src/durable/image.ts';
+import { parseModule } from '../src/parse/module.ts';
+import { assemble } from '../src/parse/assemble.ts';
+import { BinaryWriter } from '../src/parse/writer.ts';
+import { wat } from './helpers/wat.ts';
+
+/** Nested frames, three suspending imports (i32, none, i64), globals of every numeric kind (a NaN payload, v128). */
+const APP = `(module
+  (import "rpc" "fetch" (func $fetch (param i32) (result i32)))
+  (import "rpc" "wait" (func $wait))
+  (import "rpc" "big" (func $big (param i64) (result i64)))
+  (memory (export "memory") 1)
+  (global $count (export "count") (mut i32) (i32.const 0))
+  (global $acc (mut i64) (i64.const 0))
+  (global $nan (mut f64) (f64.const nan:0x4000000000001))
+  (global $vec (mut v128) (v128.const i32x4 1 2 3 4))
+  (func $deep (param $d i32) (param $x i32) (result i32) (local $keep i32)
+    (local.set $keep (i32.mul (local.get $x) (i32.const 3)))
+    (if (result i32) (i32.eqz (local.get $d))
+      (then (i32.add (local.get $keep) (call $fetch (local.get $x))))
+      (else (i32.add (local.get $keep) (call $deep (i32.sub (local.get $d) (i32.const 1)) (i32.add (local.get $x) (i32.const 1)))))))
+  (func (export "main") (param $n i32) (result i64) (local $i i32) (local $v i32)
+    (loop $l
+      (local.set $v (call $deep (i32.rem_u (local.get $i) (i32.const 4)) (local.get $i)))
+      (i32.store (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 4))) (local.get $v))
+      (global.set $count (i32.add (global.get $count) (i32.const 1)))
+      (if (i32.eq (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 1)) (then (call $wait)))
+      (global.set $acc (i64.add (global.get $acc) (call $big (i64.extend_i32_u (local.get $v)))))
+      (global.set $nan (f64.neg (global.get $nan)))
+      (global.set $vec (i32x4.add (global.get $vec) (i32x4.splat (local.get $v))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (f64.store (i32.const 16) (global.get $nan))
+    (v128.store (i32.const 32) (global.get $vec))
+    (global.get $acc)))`;
+
+const SUSPEND_ON = ['rpc.fetch', 'rpc.wait', 'rpc.big'];
+
+/** The host's answer to a pending call, from its arguments alone (as a remote service would give it). */
+function answer(name: string, args: readonly string[]): unknown {
+  if (name === 'rpc.fetch') return Number(args[0]) * 7 + 1;
+  if (name === 'rpc.big') return BigInt(args[0]!) * 1000003n + 5n;
+  return undefined;
+}
+
+const syncImports = {
+  rpc: {
+    fetch: (x: number) => answer('rpc.fetch', [String(x)]),
+    wait: () => undefined,
+    big: (x: bigint) => answer('rpc.big', [String(x)]),
+  },
+};
+
+/** The original module, run uninterrupted: result, memory, the exported global. */
+async function reference(n: number) {
+  const { instance } = await WebAssembly.instantiate(await wat(APP) as Uint8Array<ArrayBuffer>, syncImports);
+  const result = (instance.exports.main as (n: number) => bigint)(n);
+  return {
+    result,
+    memory: new Uint8Array((instance.exports.memory as WebAssembly.Memory).buffer).slice(),
+    count: (instance.exports.count as WebAssembly.Global).value as number,
+  };
+}
+
+function observed(worker: DurableWorker) {
+  return {
+    memory: new Uint8Array((worker.instance.exports.memory as WebAssembly.Memory).buffer).slice(),
+    count: (worker.instance.exports.count as WebAssembly.Global).value as number,
+  };
+}
+
+let durableBytes: Promise<Uint8Array> | undefined;
+const prepared = () => (durableBytes ??= wat(APP).then((b) => asyncify(b, { suspendOn: SUSPEND_ON })));
+
+/** Replaces (or adds) a custom section: a forged file. */
+function withCustom(bytes: Uint8Array, name: string, body: unknown): Uint8Array {
+  const out = assemble(parseModule(bytes), new Map(), new Set([name]));
+  out.section(0, new BinaryWriter().name(name).raw(new TextEncoder().encode(JSON.stringify(body))));
+  return out.finish();
+}
+
+describe('suspend anywhere, resume anywhere', () => {
+  test('a chain of .wasm files, one per suspension, equals the uninterrupted run, and so do its final bytes', async () => {
+    const n = 7;
+    const ref = await reference(n);
+    let durable = await loadDurable(await prepared());
+    let worker = await DurableWorker.start(durable);
+    let outcome: Outcome = worker.invoke('main', [n]);
+    const seen: string[] = [];
+    while (outcome.status === 'suspended') {
+      seen.push(outcome.line);
+      const file = await worker.snapshot();
+      // Each generation starts in a fresh instance of the saved file: nothing survives but the bytes.
+      durable = await loadDurable(file);
+      expect(durable.suspended?.pending).toEqual(outcome.pending);
+      worker = await DurableWorker.start(durable);
+      outcome = worker.resume(answer(outcome.pending.name, outcome.pending.args));
+    }
+    expect(seen[0]).toBe('suspended: rpc.fetch(0)');
+    expect(seen).toContain('suspended: rpc.wait()');
+    expect(seen.length).toBe(2 * n + 2); // a fetch and a big per round, a wait in rounds 1 and 4
+    expect(outcome.result).toBe(ref.result);
+    expect(outcome.line).toBe(`main(${n}) = ${ref.result}`);
+    expect(observed(worker)).toEqual({ memory: ref.memory, count: ref.count });
+
+    // The same program answered at once, never suspended: the saved states are identical, byte for byte.
+    const direct = await DurableWorker.start(await loadDurable(await prepared()), { imports: syncImports });
+    expect(direct.invoke('main', [n]).status).toBe('returned');
+    expect(await worker.snapshot({ provenance: false })).toEqual(await direct.snapshot({ provenance: false }));
+  });
+
+  test('state images: restored without compiling, materialized byte for byte as the worker writes itself', async () => {
+    const n = 5;
+    const ref = await reference(n);
+    const durable = await loadDurable(await prepared());
+    let worker = await DurableWorker.start(durable);
+    let outcome = worker.invoke('main', [n]);
+    let generations = 0;
+    while (outcome.status === 'suspended') {
+      const { image, chunks } = await captureImage(worker, { chunkSize: 4096 });
+      expect(await materialize(durable, image, chunks)).toEqual(await worker.snapshot());
+      // Through JSON, as a store keeps it; into a fresh instance of the same compiled module.
+      const stored = JSON.parse(JSON.stringify(image)) as StateImage;
+      worker = await restoreWorker(durable, stored, new Map(chunks));
+      outcome = worker.resume(answer(outcome.pending.name, outcome.pending.args));
+      generations++;
+    }
+    expect(generations).toBe(2 * n + 2);
+    expect(outcome.result).toBe(ref.result);
+    expect(observed(worker)).toEqual({ memory: ref.memory, count: ref.count });
+  });
+
+  test('host imports that return Promises: run to the end, or save while one is pending and resume elsewhere with its value', async () => {
+    const n = 4;
+    const ref = await reference(n);
+    const later = <T>(v: T) => new Promise<T>((resolve) => setTimeout(() => resolve(v), 1));
+    const asyncImports = {
+      rpc: {
+        fetch: (x: number) => later(answer('rpc.fetch', [String(x)])),
+        wait: () => later(undefined),
+        big: (x: bigint) => answer('rpc.big', [String(x)]), // a plain value: no suspension
+      },
+    };
+    const durable = await loadDurable(await prepared());
+    const live = await DurableWorker.start(durable, { imports: asyncImports });
+    expect(await live.run('main', [n])).toBe(ref.result);
+    expect(observed(live)).toEqual({ memory: ref.memory, count: ref.count });
+
+    const first = await DurableWorker.start(durable, { imports: asyncImports });
+    const outcome = first.invoke('main', [n]);
+    expect(outcome.status === 'suspended' && outcome.promise).toBeInstanceOf(Promise);
+    const saved = await captureImage(first);
+    const value = await (outcome as { promise: Promise<unknown> }).promise;
+    // Elsewhere: a new instance from the image, the same host, the settled value.
+    const second = await restoreWorker(durable, saved.image, saved.chunks, { imports: asyncImports });
+    let next = second.resume(value);
+    while (next.status === 'suspended') next = second.resume(await next.promise);
+    expect(next.result).toBe(ref.result);
+    expect(observed(second)).toEqual({ memory: ref.memory, count: ref.count });
+  });
+
+  test('asyncify keeps the program\'s own memory as it was, and costs what the README says', async () => {
+    const plain = await wat(APP);
+    const bytes = await prepared();
+    const context = parseModule(bytes);
+    expect(context.memories.length).toBe(2); // the program's, and wiz's own for the unwound stack
+    expect(context.memories[0]!.min).toBe(parseModule(plain).memories[0]!.min);
+    expect(context.sections.some((s) => s.name === LAYOUT_SECTION)).toBe(true);
+    await expect(asyncify(bytes, { suspendOn: SUSPEND_ON })).rejects.toThrow(/already prepared/);
+    await expect(asyncify(plain, { suspendOn: ['rpc.nope'] })).rejects.toThrow(/imports no function "rpc.nope" \(its function imports: rpc.fetch, rpc.wait, rpc.big\)/);
+  });
+});
+
+describe('an untrusted state is checked before it runs', () => {
+  test('a suspended call that names no suspending import, or another buffer, is refused in one line', async () => {
+    const durable = await loadDurable(await prepared());
+    const worker = await DurableWorker.start(durable);
+    worker.invoke('main', [3]);
+    const file = await worker.snapshot();
+    const record = JSON.parse(JSON.stringify(worker.suspended));
+    await expect(loadDurable(withCustom(file, SUSPENDED_SECTION, { ...record, pending: { name: 'rpc.nope', args: [] } })))
+      .rejects.toThrow(/^the suspended call waits in "rpc.nope", which is not an import that may suspend/);
+    await expect(loadDurable(withCustom(file, SUSPENDED_SECTION, { ...record, buffer: 8 }))).rejects.toThrow(/names unwind buffer 8/);
+    await expect(loadDurable(withCustom(file, SUSPENDED_SECTION, { ...record, entry: { name: 'main', args: [] } }))).rejects.toThrow(/passes 0 arguments to "main", which takes 1/);
+  });
+
+  test('a forged layout is refused; a state that names another pending import diverges and is stopped, never silently run', async () => {
+    const bytes = await prepared();
+    const layout = JSON.parse(new TextDecoder().decode(parseModule(bytes).sections.filter((s) => s.name === LAYOUT_SECTION).map((s) => bytes.subarray(s.contentStart + 1 + LAYOUT_SECTION.length, s.end))[0]));
+    const moved = { ...layout, globals: layout.globals.map((g: { offset: number }) => ({ ...g, offset: g.offset + 4 })) };
+    await expect(loadDurable(withCustom(bytes, LAYOUT_SECTION, moved))).rejects.toThrow(/does not list the module's mutable globals where wiz saves them/);
+    await expect(loadDurable(withCustom(bytes, LAYOUT_SECTION, { ...layout, suspendOn: ['rpc.nope'] }))).rejects.toThrow(/names "rpc.nope" as a suspending import/);
+
+    const worker = await DurableWorker.start(await loadDurable(bytes));
+    expect(worker.invoke('main', [3]).line).toBe('suspended: rpc.fetch(0)');
+    const file = await worker.snapshot();
+    const forged = withCustom(file, SUSPENDED_SECTION, { ...JSON.parse(JSON.stringify(worker.suspended)), pending: { name: 'rpc.big', args: ['0'] } });
+    const resumed = await DurableWorker.start(await loadDurable(forged));
+    expect(() => resumed.resume(5n)).toThrow(/^the resumed program called rpc.fetch where it was suspended in rpc.big/);
+  });
+
+  test('an image of another module, or with a chunk missing, is refused', async () => {
+    const durable = await loadDurable(await prepared());
+    const worker = await DurableWorker.start(durable);
+    worker.invoke('main', [3]);
+    const { image, chunks } = await captureImage(worker);
+    await expect(restoreWorker(durable, { ...image, module: `sha256:${'0'.repeat(64)}` }, chunks)).rejects.toThrow(/belongs to module sha256:000/);
+    // At the first suspension only wiz's memory (the unwound stack) holds anything.
+    expect(image.memories[0]!.chunks.every((d) => d === null)).toBe(true);
+    const missing = new Map(chunks);
+    missing.delete(image.memories[1]!.chunks[0]!);
+    await expect(restoreWorker(durable, image, missing)).rejects.toThrow(/lacks chunk 0 of memory 1/);
+    await expect(restoreWorker(durable, { ...image, globals: image.globals.slice(1) }, chunks)).rejects.toThrow(/lists \d+ globals/);
+  });
+});
