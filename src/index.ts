@@ -17,3 +17,8 @@ export { instantiate, type LiveInstance } from './run/initialize.ts';
 export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/provenance.ts';
 export { parseInvocation, formatInvocation, type Invocation } from './run/invoke.ts';
 export { inspectModule, decodeConstExpr, INIT_FUNCTION_NAMES, type ModuleInspection, type ConstValue, type GlobalInfo, type MemoryInfo, type TableInfo, type SectionInfo } from './inspect/inspect.ts';
+export { asyncify, DEFAULT_STACK_SIZE, type AsyncifyOptions } from './durable/asyncify.ts';
+export { DurableWorker, loadDurable, type DurableModule, type LoadDurableOptions, type Outcome, type WorkerOptions } from './durable/worker.ts';
+export { captureImage, restoreWorker, materialize, checkImage, type CaptureOptions } from './durable/capture.ts';
+export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord } from './durable/image.ts';
+export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, type DurableLayout } from './durable/layout.ts';
