@@ -8,7 +8,8 @@ export type BinaryenModule = ReturnType<Binaryen['readBinary']>;
 /** Binaryen, and a switch that silences its validator's console output while wiz probes features. */
 export interface LoadedBinaryen {
   binaryen: Binaryen;
-  quiet: { on: boolean };
+  /** `on`: Binaryen's console output is dropped; `lines`: collected there instead (e.g. a pass's verbose report). */
+  quiet: { on: boolean; lines?: string[] };
 }
 
 let loaded: Promise<LoadedBinaryen> | undefined;
@@ -17,9 +18,12 @@ let loaded: Promise<LoadedBinaryen> | undefined;
 export function loadBinaryen(what: string): Promise<LoadedBinaryen> {
   loaded ??= (async () => {
     // Binaryen binds console.log and console.error when it loads: wrap them first, so its output can be switched off.
-    const quiet = { on: false };
+    const quiet: LoadedBinaryen['quiet'] = { on: false };
     const { log, error } = console;
-    console.log = (...a: unknown[]) => { if (!quiet.on) log(...a); };
+    console.log = (...a: unknown[]) => {
+      if (quiet.lines) quiet.lines.push(a.join(' '));
+      else if (!quiet.on) log(...a);
+    };
     console.error = (...a: unknown[]) => { if (!quiet.on) error(...a); };
     try {
       const specifier = 'binaryen'; // a variable: bundlers of the browser build must not pull it in
