@@ -178,6 +178,22 @@ describe('suspend anywhere, resume anywhere', () => {
   });
 });
 
+test('a suspension through call_indirect is rewound too (Asyncify instruments indirect calls that can reach the import)', async () => {
+  const text = `(module
+    (import "rpc" "fetch" (func $fetch (param i32) (result i32)))
+    (type $t (func (param i32) (result i32)))
+    (table 2 funcref) (elem (i32.const 0) $double $ask)
+    (func $double (param i32) (result i32) (i32.mul (local.get 0) (i32.const 2)))
+    (func $ask (param i32) (result i32) (i32.add (call $fetch (local.get 0)) (i32.const 1000)))
+    (func (export "main") (param $x i32) (result i32)
+      (i32.add (call_indirect (type $t) (local.get $x) (i32.const 0)) (call_indirect (type $t) (local.get $x) (i32.const 1)))))`;
+  const durable = await loadDurable(await asyncify(await wat(text), { suspendOn: ['rpc.fetch'] }));
+  const first = await DurableWorker.start(durable);
+  expect(first.invoke('main', [5]).line).toBe('suspended: rpc.fetch(5)');
+  const second = await DurableWorker.start(await loadDurable(await first.snapshot()));
+  expect(second.resume(36).line).toBe('main(5) = 1046'); // 10 + 36 + 1000
+});
+
 describe('an untrusted state is checked before it runs', () => {
   test('a suspended call that names no suspending import, or another buffer, is refused in one line', async () => {
     const durable = await loadDurable(await prepared());
