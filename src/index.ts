@@ -22,3 +22,4 @@ export { DurableWorker, loadDurable, type DurableModule, type LoadDurableOptions
 export { captureImage, restoreWorker, materialize, checkImage, type CaptureOptions } from './durable/capture.ts';
 export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord } from './durable/image.ts';
 export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, type DurableLayout } from './durable/layout.ts';
+export { diffModules, diffImages, type StateDiff, type GlobalDiff, type MemoryDiff, type TableDiff, type DiffOptions } from './diff/diff.ts';
