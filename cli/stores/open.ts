@@ -1,0 +1,18 @@
+// The CLI's image stores: a directory holding either one SQLite database (the default) or one file per key.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { WizError } from '../../src/errors.ts';
+import { createImageStore, type ImageStore, type ImageStoreOptions } from '../../src/durable/store.ts';
+import { FS_MARKER, fsDriver } from './fs.ts';
+import { SQLITE_FILE, sqliteDriver } from './sqlite.ts';
+
+export type StoreKind = 'sqlite' | 'fs';
+
+/** Opens (creating if needed) the store in `dir`; refuses a directory that holds the other kind. */
+export async function openStore(dir: string, kind: StoreKind = 'sqlite', options?: ImageStoreOptions): Promise<ImageStore> {
+  if (kind !== 'sqlite' && kind !== 'fs') throw new WizError('usage', `store kind "${String(kind)}" is neither sqlite nor fs`);
+  const other = kind === 'sqlite' ? FS_MARKER : SQLITE_FILE;
+  if (existsSync(join(dir, other))) throw new WizError('usage', `${dir} holds a${kind === 'sqlite' ? 'n fs' : ' sqlite'} store, not a${kind === 'sqlite' ? ' sqlite' : 'n fs'} one`);
+  const driver = kind === 'fs' ? await fsDriver(dir) : await sqliteDriver(dir);
+  return createImageStore(driver, options);
+}
