@@ -23,3 +23,6 @@ export { captureImage, restoreWorker, materialize, checkImage, type CaptureOptio
 export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord } from './durable/image.ts';
 export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, type DurableLayout } from './durable/layout.ts';
 export { diffModules, diffImages, type StateDiff, type GlobalDiff, type MemoryDiff, type TableDiff, type DiffOptions } from './diff/diff.ts';
+export { createImageStore, type ImageStore, type ImageStoreOptions, type StoreDriver, type SavedGeneration, type LoadedGeneration } from './durable/store.ts';
+export { memoryDriver } from './durable/stores/memory.ts';
+export { indexedDBDriver, type IndexedDBDriverOptions } from './durable/stores/indexeddb.ts';
