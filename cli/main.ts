@@ -16,6 +16,7 @@ import type { HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { directOutput, runJob, type Job, type JobOutput } from './job.ts';
 import { addDiffCommand } from './diff.ts';
+import { addDurableCommands } from './durable.ts';
 import { initChecked } from './determinism.ts';
 import type { ChildReply } from './child.ts';
 
@@ -174,6 +175,7 @@ function program(): Command {
       process.stdout.write(p ? `generation ${p.generation}, parent ${p.parent}\n` : 'no provenance recorded\n');
     });
   addDiffCommand(cli);
+  addDurableCommands(cli);
   return cli;
 }
 

@@ -153,7 +153,7 @@ export class DurableWorker {
   static async start(durable: DurableModule, options: WorkerOptions = {}): Promise<DurableWorker> {
     let worker: DurableWorker | undefined;
     const imports = suspendingImports(durable, options.imports ?? {}, () => worker!);
-    const live = await instantiate(durable.instrumented.context, durable.module, { imports, onInstantiated: options.onInstantiated });
+    const live = await instantiate(durable.instrumented.context, durable.module, { imports, onInstantiated: options.onInstantiated, run: true });
     worker = new DurableWorker(durable, live, durable.suspended);
     if (worker.suspendedCall) worker.entryArgs = worker.entryValues(worker.suspendedCall.entry);
     return worker;

@@ -89,11 +89,11 @@ function compileError(e: unknown): WizError {
 
 /** A stub for a function import the host does not provide: calling it during init fails the run. */
 class UnknownImportCall extends WizError {
-  constructor(module: string, name: string) {
+  constructor(module: string, name: string, run: boolean) {
     const hint = /^wasi_(snapshot_preview1|unstable)$/.test(module)
-      ? '; pass --allow-wasi to provide WASI during init'
-      : ' (imports may be declared but not called during init)';
-    super('import-call', `the module called the import "${module}" "${name}" during initialization, which wiz does not provide${hint}`);
+      ? `; pass --allow-wasi to provide WASI${run ? '' : ' during init'}`
+      : run ? ' (name it with --suspend-on to answer it, or provide it with --preload)' : ' (imports may be declared but not called during init)';
+    super('import-call', `the module called the import "${module}" "${name}" ${run ? 'while it ran' : 'during initialization'}, which wiz does not provide${hint}`);
   }
 }
 
@@ -111,10 +111,10 @@ export interface LiveInstance {
 export async function instantiate(
   ctx: ModuleContext,
   module: WebAssembly.Module,
-  options: Pick<InitializeOptions, 'imports' | 'onInstantiated'> = {},
+  options: Pick<InitializeOptions, 'imports' | 'onInstantiated'> & { /** A run rather than init: errors say so. */ run?: boolean } = {},
 ): Promise<LiveInstance> {
   const called: UnknownImportCall[] = [];
-  const imports = hostImports(ctx, options.imports ?? {}, called);
+  const imports = hostImports(ctx, options.imports ?? {}, called, options.run ?? false);
   let instance: WebAssembly.Instance;
   try {
     instance = await WebAssembly.instantiate(module, imports);
@@ -161,7 +161,7 @@ export async function initialize(
   return live.instance;
 }
 
-function hostImports(ctx: ModuleContext, given: WebAssembly.Imports, called: UnknownImportCall[]): WebAssembly.Imports {
+function hostImports(ctx: ModuleContext, given: WebAssembly.Imports, called: UnknownImportCall[], run: boolean): WebAssembly.Imports {
   const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const imp of ctx.imports) {
     const provided = given[imp.module]?.[imp.name];
@@ -170,7 +170,7 @@ function hostImports(ctx: ModuleContext, given: WebAssembly.Imports, called: Unk
       ns[imp.name] = provided;
     } else if (imp.kind === 'func') {
       ns[imp.name] = () => {
-        const error = new UnknownImportCall(imp.module, imp.name);
+        const error = new UnknownImportCall(imp.module, imp.name, run);
         called.push(error);
         throw error;
       };

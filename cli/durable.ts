@@ -1,0 +1,223 @@
+// `wiz asyncify`, `wiz run`, `wiz resume`, `wiz materialize`: durable runs from the command line, as files or in a
+// store of state images. The work is done by the library (src/durable); this file reads flags and writes outputs.
+import { writeSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { WizError } from '../src/errors.ts';
+import { asyncify, DEFAULT_STACK_SIZE } from '../src/durable/asyncify.ts';
+import { captureImage, materialize, restoreWorker } from '../src/durable/capture.ts';
+import { readLayout } from '../src/durable/layout.ts';
+import { DurableWorker, loadDurable, type DurableModule, type Outcome } from '../src/durable/worker.ts';
+import { parseModule } from '../src/parse/module.ts';
+import { parseInvocation } from '../src/run/invoke.ts';
+import { createHost, type HostOptions } from './host.ts';
+import { readInput, writeOutput } from './io.ts';
+import { requireBinaryen } from './optimize.ts';
+import { openStore } from './stores/open.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const warn = (line: string) => writeSync(2, `wiz: warning: ${line}\n`);
+
+interface HostFlags {
+  allowWasi?: boolean;
+  inheritStdio: boolean;
+  inheritEnv?: boolean;
+  dir: string[];
+  mapdir: string[];
+  preload: string[];
+  deterministic?: boolean;
+}
+
+interface DurableFlags extends HostFlags {
+  output?: string;
+  store?: string;
+  id?: string;
+}
+
+/** The host flags of `wiz init`, with the same meaning: what the guest's other imports are. */
+function addHostOptions(cmd: Command): Command {
+  return cmd.option('--allow-wasi', 'provide WASI (preview1, Node\'s implementation) to the program')
+    .addOption(new Option('--inherit-stdio', 'with --allow-wasi: the guest uses wiz\'s stdin/stdout/stderr (default)').default(true))
+    .addOption(new Option('--no-inherit-stdio').hideHelp())
+    .option('--inherit-env', 'with --allow-wasi: the guest sees wiz\'s environment variables')
+    .addOption(new Option('--no-inherit-env').hideHelp())
+    .option('--dir <dir>', 'with --allow-wasi: give the guest this host directory (repeatable)', collect, [] as string[])
+    .option('--mapdir <guest::host>', 'with --allow-wasi: give the guest host directory HOST at path GUEST (repeatable)', collect, [] as string[])
+    .option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0')
+    .option('--preload <name=file.wasm>', 'provide another module\'s exports as the imports of module NAME (repeatable)', collect, [] as string[])
+    .option('-o, --output <file>', 'where to write the program\'s state (- for stdout)')
+    .option('--store <dir>', 'keep the state as images in a store in DIR (SQLite), instead of a file')
+    .option('--id <name>', 'with --store: the worker\'s name');
+}
+
+function hostOptions(flags: DurableFlags): HostOptions {
+  return {
+    allowWasi: flags.allowWasi ?? false, inheritStdio: flags.inheritStdio, inheritEnv: flags.inheritEnv ?? false,
+    dirs: flags.dir, mapdirs: flags.mapdir, preloads: flags.preload, deterministic: flags.deterministic ?? false,
+    stdoutTaken: flags.output === '-',
+  };
+}
+
+const usage = (message: string) => new CommanderError(2, 'wiz.usage', message);
+
+/** Exactly one place for the state: `-o FILE` or `--store DIR --id NAME`. */
+function target(flags: DurableFlags): { file: string } | { store: string; id: string } {
+  if (flags.store !== undefined) {
+    if (flags.output !== undefined) throw usage('give either -o FILE or --store DIR --id NAME, not both');
+    if (flags.id === undefined) throw usage('--store needs --id NAME: the worker\'s name');
+    return { store: flags.store, id: flags.id };
+  }
+  if (flags.id !== undefined) throw usage('--id needs --store DIR');
+  if (flags.output === undefined && process.stdout.isTTY) throw usage('pass -o FILE (or --store DIR --id NAME) for the program\'s state');
+  return { file: flags.output ?? '-' };
+}
+
+/** Prints the outcome's line: on stdout, or on stderr when the state itself goes to stdout. */
+function report(outcome: Outcome, flags: DurableFlags): void {
+  writeSync(flags.output === '-' ? 2 : 1, `${outcome.line}\n`);
+}
+
+export function addDurableCommands(cli: Command): void {
+  cli.command('asyncify')
+    .description('make a module suspendable in the named imports (Binaryen\'s Asyncify) and ready for wiz run, resume and state images')
+    .argument('<input>', 'the module (.wasm file, or - for stdin): plain, or pre-initialized with --keep-instrumentation')
+    .option('-o, --output <file>', 'where to write the durable module (- for stdout)')
+    .option('--suspend-on <imports>', 'imports that may suspend, as MODULE.NAME[,MODULE.NAME…] (repeatable)', collect, [] as string[])
+    .option('--stack-size <bytes>', `room for the unwound stack (default ${DEFAULT_STACK_SIZE})`)
+    .option('--no-optimize', 'skip Binaryen\'s optimizer after the pass (larger and slower code)')
+    .action(async (input: string, opts: { output?: string; suspendOn: string[]; stackSize?: string; optimize: boolean }) => {
+      const output = opts.output ?? '-';
+      if (output === '-' && process.stdout.isTTY) throw usage('refusing to write a binary module to a terminal; pass -o FILE');
+      requireBinaryen('wiz asyncify');
+      const stackSize = opts.stackSize === undefined ? undefined : Number(opts.stackSize);
+      writeOutput(output, [await asyncify(readInput(input), { suspendOn: specs(opts.suspendOn), stackSize, optimize: opts.optimize })]);
+    });
+
+  addHostOptions(cli.command('run')
+    .description('run an export of a durable module until it returns or suspends in an import, and save the program')
+    .argument('<input>', 'the module: a durable module (wiz asyncify), or a plain one with --suspend-on')
+    .requiredOption('--invoke <call>', 'the export to run: name or name(arg, ...)')
+    .option('--suspend-on <imports>', 'imports that may suspend, MODULE.NAME[,…] (asyncifies a plain module first; needs binaryen)', collect, [] as string[]))
+    .action(async (input: string, flags: DurableFlags & { invoke: string; suspendOn: string[] }) => {
+      const where = target(flags);
+      const durable = await durableOf(readInput(input), specs(flags.suspendOn));
+      if (durable.suspended) throw new WizError('usage', `the program is suspended in ${durable.suspended.pending.name}: continue it with wiz resume`);
+      const call = parseInvocation(durable.instrumented.context, flags.invoke);
+      const host = await createHost(hostOptions(flags), warn);
+      try {
+        const named = 'store' in where ? where : undefined;
+        const store = named ? await openStore(named.store) : undefined;
+        try {
+          if (store && named && (await store.generations(named.id)).length > 0) {
+            throw new WizError('usage', `worker "${named.id}" exists in ${named.store}: continue it with wiz resume --store ${named.store} --id ${named.id}`);
+          }
+          const worker = await DurableWorker.start(durable, { imports: host.imports, onInstantiated: (i) => host.bind(i) });
+          worker.initialize();
+          const outcome = worker.invoke(call.name, call.args);
+          report(outcome, flags);
+          if (store && named) {
+            await store.putModule(durable.bytes);
+            const { image, chunks } = await captureImage(worker);
+            await store.save(named.id, image, chunks);
+          } else {
+            writeOutput((where as { file: string }).file, await worker.snapshotParts({ onWarning: warn }));
+          }
+        } finally {
+          await store?.close();
+        }
+      } finally {
+        host.close();
+      }
+    });
+
+  addHostOptions(cli.command('resume')
+    .description('resume a suspended program: the pending import returns the answer, and it runs on until it returns or suspends again')
+    .argument('[input]', 'the suspended program (.wasm written by wiz run or resume); none with --store')
+    .option('--answer <value>', 'what the pending import returns (integers as in --invoke; none for an import without results)'))
+    .action(async (input: string | undefined, flags: DurableFlags & { answer?: string }) => {
+      const where = target(flags);
+      if ('store' in where && input !== undefined) throw usage('with --store, name the worker with --id, not a file');
+      if ('file' in where && input === undefined) throw usage('name the suspended program\'s file (or --store DIR --id NAME)');
+      const host = await createHost(hostOptions(flags), warn);
+      const options = { imports: host.imports, onInstantiated: (i: WebAssembly.Instance) => host.bind(i) };
+      try {
+        if ('file' in where) {
+          const durable = await loadDurable(readInput(input!));
+          const worker = await DurableWorker.start(durable, options);
+          const outcome = resume(worker, flags.answer);
+          report(outcome, flags);
+          writeOutput(where.file, await worker.snapshotParts({ onWarning: warn }));
+          return;
+        }
+        const store = await openStore(where.store);
+        try {
+          const saved = await store.load(where.id);
+          if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
+          const bytes = await store.getModule(saved.image.module);
+          if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
+          const durable = await loadDurable(bytes);
+          const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
+          const outcome = resume(worker, flags.answer);
+          report(outcome, flags);
+          const { image, chunks } = await captureImage(worker, { previous: saved });
+          await store.save(where.id, image, chunks);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        host.close();
+      }
+    });
+
+  cli.command('materialize')
+    .description('write a worker\'s state image from a store as the .wasm that wiz resume reads')
+    .requiredOption('--store <dir>', 'the store')
+    .requiredOption('--id <name>', 'the worker')
+    .option('--generation <n>', 'which generation (default: the latest)')
+    .option('-o, --output <file>', 'where to write it (- for stdout)')
+    .action(async (opts: { store: string; id: string; generation?: string; output?: string }) => {
+      const output = opts.output ?? '-';
+      if (output === '-' && process.stdout.isTTY) throw usage('refusing to write a binary module to a terminal; pass -o FILE');
+      const generation = opts.generation === undefined ? undefined : Number(opts.generation);
+      if (generation !== undefined && !(Number.isSafeInteger(generation) && generation >= 0)) throw usage(`--generation takes a number, not "${opts.generation}"`);
+      const store = await openStore(opts.store);
+      try {
+        const saved = await store.load(opts.id, generation);
+        if (!saved) throw new WizError('usage', `no worker "${opts.id}"${generation === undefined ? '' : ` generation ${generation}`} in ${opts.store}`);
+        const bytes = await store.getModule(saved.image.module);
+        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module}`);
+        writeOutput(output, [await materialize(await loadDurable(bytes), saved.image, saved.chunks, { onWarning: warn })]);
+      } finally {
+        await store.close();
+      }
+    });
+}
+
+/** `--suspend-on` values, split at commas. */
+function specs(values: readonly string[]): string[] {
+  return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/** A durable module from the input: as it is, or asyncified first (`--suspend-on` on a plain module). */
+async function durableOf(bytes: Uint8Array, suspendOn: string[]): Promise<DurableModule> {
+  const layout = readLayout(parseModule(bytes));
+  if (layout) {
+    const same = suspendOn.length === 0 || (new Set(suspendOn).size === layout.suspendOn.length && suspendOn.every((s) => layout.suspendOn.includes(s)));
+    if (!same) throw new WizError('usage', `the module was asyncified to suspend on ${layout.suspendOn.join(', ')}, not ${suspendOn.join(', ')}: run wiz asyncify on the original again`);
+    return loadDurable(bytes);
+  }
+  if (suspendOn.length === 0) throw new WizError('usage', 'the module is not asyncified: name the imports that may suspend with --suspend-on MODULE.NAME (or run wiz asyncify first)');
+  requireBinaryen('--suspend-on');
+  return loadDurable(await asyncify(bytes, { suspendOn }));
+}
+
+/** Resumes with `--answer`, which the pending import's type requires or forbids. */
+function resume(worker: DurableWorker, answer: string | undefined): Outcome {
+  const suspended = worker.suspended;
+  if (!suspended) throw new WizError('usage', 'the program is not suspended: there is nothing to resume (run an export with wiz run)');
+  const imp = worker.durable.instrumented.context.imports.find((i) => i.kind === 'func' && `${i.module}.${i.name}` === suspended.pending.name)!;
+  const type = worker.durable.instrumented.context.types[imp.typeIndex!];
+  const results = type?.kind === 'func' ? type.results : [];
+  if (results.length === 0 && answer !== undefined) throw new WizError('usage', `--answer ${answer}: ${suspended.pending.name} returns nothing; resume without --answer`);
+  if (results.length > 0 && answer === undefined) throw new WizError('usage', `${suspended.pending.name} returns ${results.join(', ')}: give it with --answer VALUE`);
+  return worker.resume(answer);
+}

@@ -1,0 +1,149 @@
+// `wiz asyncify`, `wiz run`, `wiz resume` through the real CLI: each step a new process, the state in a file or a
+// store, compared with the program run once, uninterrupted.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
+import { DurableWorker, loadDurable } from '../src/durable/worker.ts';
+import { tempDir, wiz } from './helpers/run.ts';
+import { wat } from './helpers/wat.ts';
+
+const cToolchain = hasCToolchain();
+if (!cToolchain && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_C_FIXTURES)) throw new Error(`C fixtures required but no wasm32-wasi clang: ${C_TOOLCHAIN_HINT}`);
+if (!cToolchain) console.warn(`C fixture tests skipped: no wasm32-wasi clang (${C_TOOLCHAIN_HINT})`);
+
+const COUNTER = `(module
+  (import "host" "ask" (func $ask (param i32) (result i32)))
+  (import "host" "tick" (func $tick))
+  (memory (export "memory") 1)
+  (global $sum (export "sum") (mut i32) (i32.const 0))
+  (func $step (param $i i32) (result i32)
+    (call $tick)
+    (call $ask (i32.mul (local.get $i) (i32.const 10))))
+  (func (export "main") (param $a i32) (param $b i32) (result i32) (local $i i32)
+    (loop $l
+      (global.set $sum (i32.add (global.get $sum) (call $step (local.get $i))))
+      (i32.store (i32.mul (local.get $i) (i32.const 4)) (global.get $sum))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $a))))
+    (i32.add (global.get $sum) (local.get $b))))`;
+
+/** Runs `wiz` and returns its stdout lines; fails the test with its stderr on a non-zero exit. */
+function ok(args: string[]): string[] {
+  const r = wiz(args);
+  if (r.status !== 0) throw new Error(`wiz ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout.toString().split('\n').filter((l) => l !== '');
+}
+
+/** The answer to `suspended: host.ask(X)`: X + 1. */
+const answerOf = (line: string) => {
+  const m = /^suspended: host\.ask\((\d+)\)$/.exec(line);
+  return m ? String(Number(m[1]) + 1) : undefined;
+};
+
+describe('wiz run and wiz resume', () => {
+  test('a chain of processes through files ends as the program run once', async () => {
+    const dir = tempDir();
+    const app = join(dir, 'app.wasm');
+    writeFileSync(app, await wat(COUNTER));
+    const durable = join(dir, 'app.durable.wasm');
+    ok(['asyncify', app, '-o', durable, '--suspend-on', 'host.ask,host.tick']);
+    const state = join(dir, 'state.wasm');
+    let line = ok(['run', durable, '--invoke', 'main(3, 100)', '-o', state]).at(-1)!;
+    const lines = [line];
+    while (line.startsWith('suspended:')) {
+      const answer = answerOf(line);
+      // -o names the input: the state file is replaced whole at each step.
+      line = ok(['resume', state, ...(answer ? ['--answer', answer] : []), '-o', state]).at(-1)!;
+      lines.push(line);
+    }
+    // ask(i * 10) answers i * 10 + 1: 1 + 11 + 21 = 33, plus b = 100.
+    expect(lines).toEqual([
+      'suspended: host.tick()', 'suspended: host.ask(0)', 'suspended: host.tick()', 'suspended: host.ask(10)',
+      'suspended: host.tick()', 'suspended: host.ask(20)', 'main(3, 100) = 133',
+    ]);
+    const final = await DurableWorker.start(await loadDurable(readFileSync(state)));
+    expect((final.instance.exports.sum as WebAssembly.Global).value).toBe(33);
+    expect(Array.from(new Int32Array((final.instance.exports.memory as WebAssembly.Memory).buffer, 0, 3))).toEqual([1, 12, 33]);
+    // A completed program has nothing to resume; it can run again.
+    const again = wiz(['resume', state, '--answer', '1', '-o', join(dir, 'x.wasm')]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toBe('wiz: the program is not suspended: there is nothing to resume (run an export with wiz run)\n');
+    expect(existsSync(join(dir, 'x.wasm'))).toBe(false);
+  });
+
+  test('a plain module with --suspend-on is asyncified on the way; bad answers and flags are one line, no file', async () => {
+    const dir = tempDir();
+    const app = join(dir, 'app.wasm');
+    writeFileSync(app, await wat(COUNTER));
+    const state = join(dir, 's.wasm');
+    // host.tick is not a suspending import here, and nothing provides it: the run fails and writes nothing.
+    const r = wiz(['run', app, '--suspend-on', 'host.ask', '--invoke', 'main(1, 0)', '-o', state]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('wiz: the module called the import "host" "tick" while it ran, which wiz does not provide (name it with --suspend-on to answer it, or provide it with --preload)\n');
+    expect(existsSync(state)).toBe(false);
+
+    const durable = join(dir, 'd.wasm');
+    ok(['asyncify', app, '-o', durable, '--suspend-on', 'host.ask', '--suspend-on', 'host.tick']);
+    ok(['run', durable, '--invoke', 'main(1, 0)', '-o', state]);
+    ok(['resume', state, '-o', state]); // tick: no answer
+    const cases: [string[], RegExp][] = [
+      [['resume', state, '-o', join(dir, 'o.wasm')], /^wiz: host\.ask returns i32: give it with --answer VALUE\n$/],
+      [['resume', state, '--answer', 'x1', '-o', join(dir, 'o.wasm')], /^wiz: the answer to host\.ask: "x1" is not a valid i32 value\n$/],
+      [['run', state, '--invoke', 'main(1, 0)', '-o', join(dir, 'o.wasm')], /^wiz: the program is suspended in host\.ask: continue it with wiz resume\n$/],
+      [['run', app, '--suspend-on', 'host.nope', '--invoke', 'main(1, 0)', '-o', join(dir, 'o.wasm')], /^wiz: --suspend-on host\.nope: the module imports no function "host\.nope" \(its function imports: host\.ask, host\.tick\)\n$/],
+      [['run', durable, '--suspend-on', 'host.ask', '--invoke', 'main(1, 0)', '-o', join(dir, 'o.wasm')], /^wiz: the module was asyncified to suspend on host\.ask, host\.tick, not host\.ask/],
+      [['run', app, '--invoke', 'main(1, 0)', '-o', join(dir, 'o.wasm')], /^wiz: the module is not asyncified/],
+    ];
+    for (const [args, message] of cases) {
+      const bad = wiz(args);
+      expect(bad.stderr).toMatch(message);
+      expect(bad.status).not.toBe(0);
+      expect(existsSync(join(dir, 'o.wasm'))).toBe(false);
+    }
+    expect(ok(['resume', state, '--answer', '0x29', '-o', state])).toEqual(['main(1, 0) = 41']);
+  });
+
+  test.runIf(cToolchain)('a C program awaiting RPC replies under WASI: results, stdout and memory as uninterrupted', async () => {
+    const rpc = buildCFixtures().rpc!;
+    const dir = tempDir();
+    // The reference: the original module, answered at once, in a process whose stdout is a pipe as the CLI's is,
+    // and non-blocking as Node makes it once process.stdout is used (libc keeps the flags the host reports).
+    const reference = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', `
+      import { readFileSync, writeFileSync } from 'node:fs';
+      import { WASI } from 'node:wasi';
+      process.stdout.isTTY;
+      const wasi = new WASI({ version: 'preview1', returnOnExit: true });
+      const { instance } = await WebAssembly.instantiate(readFileSync(process.argv[1]), {
+        ...wasi.getImportObject(), rpc: { call: (r) => r * 7 + 1, notify: () => {} } });
+      wasi.initialize(instance);
+      const result = instance.exports.run(7);
+      writeFileSync(process.argv[2], new Uint8Array(instance.exports.memory.buffer));
+      process.stderr.write(JSON.stringify({ result, checksum: instance.exports.checksum() }));`, rpc, join(dir, 'memory.bin')]);
+    expect(reference.status, reference.stderr.toString()).toBe(0);
+    const { result, checksum } = JSON.parse(reference.stderr.toString()) as { result: number; checksum: number };
+    const memory = readFileSync(join(dir, 'memory.bin'));
+
+    const state = join(dir, 'state.wasm');
+    const printed: string[] = [];
+    let lines = ok(['run', rpc, '--allow-wasi', '--suspend-on', 'rpc.call,rpc.notify', '--invoke', 'run(7)', '-o', state]);
+    let steps = 1;
+    for (;;) {
+      const last = lines.at(-1)!;
+      printed.push(...lines.slice(0, -1));
+      if (!last.startsWith('suspended:')) break;
+      const call = /^suspended: rpc\.call\((-?\d+)\)$/.exec(last);
+      lines = ok(['resume', state, '--allow-wasi', ...(call ? ['--answer', String((Number(call[1]) * 7 + 1) | 0)] : []), '-o', state]);
+      steps++;
+    }
+    expect(lines.at(-1)).toBe(`run(7) = ${result}`);
+    expect(steps).toBeGreaterThan(7);
+    expect(printed.join('\n') + '\n').toBe(reference.stdout.toString());
+    const final = await DurableWorker.start(await loadDurable(readFileSync(state)));
+    const after = new Uint8Array((final.instance.exports.memory as WebAssembly.Memory).buffer);
+    expect(after.length).toBe(memory.length);
+    expect(Buffer.compare(Buffer.from(after), Buffer.from(memory))).toBe(0);
+    expect((final.instance.exports.checksum as () => number)()).toBe(checksum);
+  });
+});
