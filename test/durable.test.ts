@@ -10,45 +10,7 @@ import { parseModule } from '../src/parse/module.ts';
 import { assemble } from '../src/parse/assemble.ts';
 import { BinaryWriter } from '../src/parse/writer.ts';
 import { wat } from './helpers/wat.ts';
-
-/** Nested frames, three suspending imports (i32, none, i64), globals of every numeric kind (a NaN payload, v128). */
-const APP = `(module
-  (import "rpc" "fetch" (func $fetch (param i32) (result i32)))
-  (import "rpc" "wait" (func $wait))
-  (import "rpc" "big" (func $big (param i64) (result i64)))
-  (memory (export "memory") 1)
-  (global $count (export "count") (mut i32) (i32.const 0))
-  (global $acc (mut i64) (i64.const 0))
-  (global $nan (mut f64) (f64.const nan:0x4000000000001))
-  (global $vec (mut v128) (v128.const i32x4 1 2 3 4))
-  (func $deep (param $d i32) (param $x i32) (result i32) (local $keep i32)
-    (local.set $keep (i32.mul (local.get $x) (i32.const 3)))
-    (if (result i32) (i32.eqz (local.get $d))
-      (then (i32.add (local.get $keep) (call $fetch (local.get $x))))
-      (else (i32.add (local.get $keep) (call $deep (i32.sub (local.get $d) (i32.const 1)) (i32.add (local.get $x) (i32.const 1)))))))
-  (func (export "main") (param $n i32) (result i64) (local $i i32) (local $v i32)
-    (loop $l
-      (local.set $v (call $deep (i32.rem_u (local.get $i) (i32.const 4)) (local.get $i)))
-      (i32.store (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 4))) (local.get $v))
-      (global.set $count (i32.add (global.get $count) (i32.const 1)))
-      (if (i32.eq (i32.rem_u (local.get $i) (i32.const 3)) (i32.const 1)) (then (call $wait)))
-      (global.set $acc (i64.add (global.get $acc) (call $big (i64.extend_i32_u (local.get $v)))))
-      (global.set $nan (f64.neg (global.get $nan)))
-      (global.set $vec (i32x4.add (global.get $vec) (i32x4.splat (local.get $v))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
-    (f64.store (i32.const 16) (global.get $nan))
-    (v128.store (i32.const 32) (global.get $vec))
-    (global.get $acc)))`;
-
-const SUSPEND_ON = ['rpc.fetch', 'rpc.wait', 'rpc.big'];
-
-/** The host's answer to a pending call, from its arguments alone (as a remote service would give it). */
-function answer(name: string, args: readonly string[]): unknown {
-  if (name === 'rpc.fetch') return Number(args[0]) * 7 + 1;
-  if (name === 'rpc.big') return BigInt(args[0]!) * 1000003n + 5n;
-  return undefined;
-}
+import { answer, APP, durableApp, reference, SUSPEND_ON } from './helpers/durable-app.ts';
 
 const syncImports = {
   rpc: {
@@ -58,17 +20,6 @@ const syncImports = {
   },
 };
 
-/** The original module, run uninterrupted: result, memory, the exported global. */
-async function reference(n: number) {
-  const { instance } = await WebAssembly.instantiate(await wat(APP) as Uint8Array<ArrayBuffer>, syncImports);
-  const result = (instance.exports.main as (n: number) => bigint)(n);
-  return {
-    result,
-    memory: new Uint8Array((instance.exports.memory as WebAssembly.Memory).buffer).slice(),
-    count: (instance.exports.count as WebAssembly.Global).value as number,
-  };
-}
-
 function observed(worker: DurableWorker) {
   return {
     memory: new Uint8Array((worker.instance.exports.memory as WebAssembly.Memory).buffer).slice(),
@@ -76,8 +27,7 @@ function observed(worker: DurableWorker) {
   };
 }
 
-let durableBytes: Promise<Uint8Array> | undefined;
-const prepared = () => (durableBytes ??= wat(APP).then((b) => asyncify(b, { suspendOn: SUSPEND_ON })));
+const prepared = durableApp;
 
 /** Replaces (or adds) a custom section: a forged file. */
 function withCustom(bytes: Uint8Array, name: string, body: unknown): Uint8Array {
