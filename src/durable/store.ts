@@ -69,7 +69,10 @@ export interface ImageStore {
   prune(worker: string, keep: number): Promise<void>;
   /** Drops every generation of the worker. */
   remove(worker: string): Promise<void>;
-  /** Deletes the chunks and modules no generation refers to; counts chunks, and bytes of both. */
+  /**
+   * Deletes the chunks and modules no generation refers to; counts chunks, and bytes of both. Not while another
+   * process saves into the same store: the chunks of its save in flight are referred to by nothing yet.
+   */
   collect(): Promise<{ chunks: number; bytes: number }>;
   close(): Promise<void>;
 }
@@ -206,7 +209,7 @@ const MIN_ZEROS = 4;
  * A chunk as stored: pairs (varint zeros, varint literal length, literal) when that is smaller than the chunk
  * (sparse memory), else the chunk itself.
  */
-export function packChunk(bytes: Uint8Array): Uint8Array {
+function packChunk(bytes: Uint8Array): Uint8Array {
   const n = bytes.length;
   const w = new ByteWriter();
   let i = 0;
@@ -231,7 +234,7 @@ export function packChunk(bytes: Uint8Array): Uint8Array {
 }
 
 /** The chunk of `size` bytes that `stored` holds, or undefined if it holds none. */
-export function unpackChunk(stored: Uint8Array, size: number): Uint8Array | undefined {
+function unpackChunk(stored: Uint8Array, size: number): Uint8Array | undefined {
   if (stored.length === size) return stored;
   if (stored.length > size) return undefined;
   const out = new Uint8Array(size);
