@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
 import { DurableWorker, loadDurable } from '../src/durable/worker.ts';
+import { assemble } from '../src/parse/assemble.ts';
+import { parseModule } from '../src/parse/module.ts';
+import { PROVENANCE_SECTION } from '../src/snapshot/provenance.ts';
 import { tempDir, wiz } from './helpers/run.ts';
 import { wat } from './helpers/wat.ts';
 
@@ -28,6 +31,8 @@ const COUNTER = `(module
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (local.get $a))))
     (i32.add (global.get $sum) (local.get $b))))`;
+
+const withoutProvenance = (bytes: Uint8Array) => assemble(parseModule(bytes), new Map(), new Set([PROVENANCE_SECTION])).finish();
 
 /** Runs `wiz` and returns its stdout lines; fails the test with its stderr on a non-zero exit. */
 function ok(args: string[]): string[] {
@@ -103,6 +108,37 @@ describe('wiz run and wiz resume', () => {
       expect(existsSync(join(dir, 'o.wasm'))).toBe(false);
     }
     expect(ok(['resume', state, '--answer', '0x29', '-o', state])).toEqual(['main(1, 0) = 41']);
+  });
+
+  test('a worker in a store (SQLite): run, resume by its id, materialize any generation as the .wasm a file chain writes', async () => {
+    const dir = tempDir();
+    const app = join(dir, 'app.wasm');
+    writeFileSync(app, await wat(COUNTER));
+    const durable = join(dir, 'd.wasm');
+    ok(['asyncify', app, '-o', durable, '--suspend-on', 'host.ask,host.tick']);
+    const store = join(dir, 'store');
+    const file = join(dir, 'file.wasm');
+    let line = ok(['run', durable, '--invoke', 'main(2, 5)', '--store', store, '--id', 'w1']).at(-1)!;
+    // The same steps as files, beside it: each generation of the store materializes to that step's file.
+    expect(ok(['run', durable, '--invoke', 'main(2, 5)', '-o', file]).at(-1)).toBe(line);
+    const again = wiz(['run', durable, '--invoke', 'main(2, 5)', '--store', store, '--id', 'w1']);
+    expect(again.stderr).toMatch(/^wiz: worker "w1" exists in .*: continue it with wiz resume --store/);
+    let generation = 0;
+    while (line.startsWith('suspended:')) {
+      const materialized = join(dir, `g${generation}.wasm`);
+      ok(['materialize', '--store', store, '--id', 'w1', '--generation', String(generation), '-o', materialized]);
+      // Their lineage differs (a file's parent is the previous file, an image's module is the durable one).
+      expect(withoutProvenance(readFileSync(materialized))).toEqual(withoutProvenance(readFileSync(file)));
+      const answer = answerOf(line);
+      const args = answer ? ['--answer', answer] : [];
+      line = ok(['resume', '--store', store, '--id', 'w1', ...args]).at(-1)!;
+      expect(ok(['resume', file, ...args, '-o', file]).at(-1)).toBe(line);
+      generation++;
+    }
+    expect(line).toBe('main(2, 5) = 17'); // 1 + 11, plus 5
+    expect(generation).toBe(4);
+    const missing = wiz(['resume', '--store', store, '--id', 'nobody', '--answer', '1']);
+    expect(missing.stderr).toMatch(/^wiz: no worker "nobody" in /);
   });
 
   test.runIf(cToolchain)('a C program awaiting RPC replies under WASI: results, stdout and memory as uninterrupted', async () => {
