@@ -1,11 +1,12 @@
 // `wiz diff a.wasm b.wasm`: what differs between the states two modules start with. Like `git diff --exit-code`:
 // exit 0 when the states are the same, 1 when they differ; an error (bad input) is one line and exit 1 too.
 import type { Command } from 'commander';
-import { diffModules, type GlobalDiff, type GlobalValue, type StateDiff, type TableRef } from '../src/diff/diff.ts';
+import { diffImages, diffModules, type GlobalDiff, type GlobalValue, type StateDiff, type TableRef } from '../src/diff/diff.ts';
 import { isWizError, WizError } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import type { ModuleContext } from '../src/parse/types.ts';
 import { readInput } from './io.ts';
+import { openStore } from './stores/open.ts';
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
@@ -60,15 +61,36 @@ function readModule(path: string): ModuleContext {
   }
 }
 
+/** Compares two state images of a store, each named `ID` or `ID@GENERATION`. */
+async function diffStored(dir: string, a: string, b: string): Promise<StateDiff> {
+  const store = await openStore(dir);
+  try {
+    const load = async (ref: string) => {
+      const at = ref.lastIndexOf('@');
+      const id = at < 0 ? ref : ref.slice(0, at);
+      const generation = at < 0 ? undefined : Number(ref.slice(at + 1));
+      if (generation !== undefined && !(Number.isSafeInteger(generation) && generation >= 0)) throw new WizError('usage', `"${ref}" is not of the form ID[@GENERATION]`);
+      const saved = await store.load(id, generation);
+      if (!saved) throw new WizError('usage', `no worker "${id}"${generation === undefined ? '' : ` generation ${generation}`} in ${dir}`);
+      return saved;
+    };
+    const [x, y] = [await load(a), await load(b)];
+    return diffImages(x.image, y.image, x.chunks, y.chunks);
+  } finally {
+    await store.close();
+  }
+}
+
 export function addDiffCommand(cli: Command): void {
   cli.command('diff')
     .description('compare the state two modules start with (globals, memories, tables, as instantiation makes them); exit 0 when the same, 1 when they differ or on an error')
-    .argument('<a>', 'the first module (.wasm file, or - for stdin)')
-    .argument('<b>', 'the second module (.wasm file, or - for stdin)')
+    .argument('<a>', 'the first module (.wasm file, or - for stdin); with --store, a worker ID[@GENERATION]')
+    .argument('<b>', 'the second module (.wasm file, or - for stdin); with --store, a worker ID[@GENERATION]')
     .option('--json', 'print the whole comparison as JSON')
-    .action((a: string, b: string, opts: { json?: boolean }) => {
+    .option('--store <dir>', 'compare state images of a store\'s workers (latest generation unless @N is given)')
+    .action(async (a: string, b: string, opts: { json?: boolean; store?: string }) => {
       if (a === '-' && b === '-') throw new WizError('usage', 'wiz diff reads at most one of its two modules from stdin');
-      const diff = diffModules(readModule(a), readModule(b));
+      const diff = opts.store === undefined ? diffModules(readModule(a), readModule(b)) : await diffStored(opts.store, a, b);
       if (opts.json) process.stdout.write(`${JSON.stringify(diff, null, 2)}\n`);
       else if (!diff.same) process.stdout.write(`${formatDiff(diff).join('\n')}\n`);
       if (!diff.same) process.exitCode = 1;

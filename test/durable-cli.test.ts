@@ -137,6 +137,13 @@ describe('wiz run and wiz resume', () => {
     }
     expect(line).toBe('main(2, 5) = 17'); // 1 + 11, plus 5
     expect(generation).toBe(4);
+    // Generation 1 waits in host.ask(0) after the first tick; at 3 the sum holds the first answer.
+    const diff = wiz(['diff', '--store', store, 'w1@1', 'w1@3']);
+    expect(diff.status).toBe(1);
+    expect(diff.stdout.toString()).toMatch(/^global 0 i32: 0x00000000 \(0\) -> 0x00000001 \(1\)$/m);
+    expect(diff.stdout.toString()).toMatch(/^memory 0 \[0x0, 0x1\): 1 byte differs$/m);
+    expect(diff.stdout.toString()).toMatch(/^call: suspended in host\.ask\(0\) \(entered by main\(2, 5\)\) -> suspended in host\.ask\(10\) /m);
+    expect(wiz(['diff', '--store', store, 'w1@2', 'w1@2']).status).toBe(0);
     const missing = wiz(['resume', '--store', store, '--id', 'nobody', '--answer', '1']);
     expect(missing.stderr).toMatch(/^wiz: no worker "nobody" in /);
   });

@@ -182,7 +182,7 @@ export function diffImages(a: StateImage, b: StateImage, chunks: ImageChunks, ch
     }
   }
   if (JSON.stringify(a.suspended ?? null) !== JSON.stringify(b.suspended ?? null)) {
-    const what = (s: StateImage['suspended']) => (s ? `suspended in ${s.pending.name} (entered by ${s.entry.name})` : 'not suspended');
+    const what = (s: StateImage['suspended']) => (s ? `suspended in ${s.pending.name}(${s.pending.args.join(', ')}) (entered by ${s.entry.name}(${s.entry.args.join(', ')}))` : 'not suspended');
     out.notes.push(`call: ${what(a.suspended)} -> ${what(b.suspended)}`);
   }
   return finished(out);
