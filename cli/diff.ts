@@ -6,7 +6,6 @@ import { isWizError, WizError } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import type { ModuleContext } from '../src/parse/types.ts';
 import { readInput } from './io.ts';
-import { openStore } from './stores/open.ts';
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 
@@ -63,6 +62,7 @@ function readModule(path: string): ModuleContext {
 
 /** Compares two state images of a store, each named `ID` or `ID@GENERATION`. */
 async function diffStored(dir: string, a: string, b: string): Promise<StateDiff> {
+  const { openStore } = await import('./stores/open.ts');
   const store = await openStore(dir);
   try {
     const load = async (ref: string) => {

@@ -3,16 +3,24 @@
 import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { WizError } from '../src/errors.ts';
-import { asyncify, DEFAULT_STACK_SIZE } from '../src/durable/asyncify.ts';
-import { captureImage, materialize, restoreWorker } from '../src/durable/capture.ts';
-import { readLayout } from '../src/durable/layout.ts';
-import { DurableWorker, loadDurable, type DurableModule, type Outcome } from '../src/durable/worker.ts';
+import type { DurableModule, DurableWorker, Outcome } from '../src/durable/worker.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
 import { createHost, type HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
-import { openStore } from './stores/open.ts';
+
+// Loaded when a durable command runs: `wiz init` and the others do not pay for them at start-up.
+const durableApi = async () => {
+  const [asyncifying, capture, layout, worker, stores] = await Promise.all([
+    import('../src/durable/asyncify.ts'), import('../src/durable/capture.ts'), import('../src/durable/layout.ts'),
+    import('../src/durable/worker.ts'), import('./stores/open.ts'),
+  ]);
+  return { ...asyncifying, ...capture, ...layout, ...worker, ...stores };
+};
+
+/** The unwind stack's default size, as `wiz asyncify --help` shows it (src/durable/asyncify.ts). */
+const DEFAULT_STACK_SIZE = 1 << 20;
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const warn = (line: string) => writeSync(2, `wiz: warning: ${line}\n`);
@@ -88,6 +96,7 @@ export function addDurableCommands(cli: Command): void {
       const output = opts.output ?? '-';
       if (output === '-' && process.stdout.isTTY) throw usage('refusing to write a binary module to a terminal; pass -o FILE');
       requireBinaryen('wiz asyncify');
+      const { asyncify } = await durableApi();
       const stackSize = opts.stackSize === undefined ? undefined : Number(opts.stackSize);
       writeOutput(output, [await asyncify(readInput(input), { suspendOn: specs(opts.suspendOn), stackSize, optimize: opts.optimize })]);
     });
@@ -99,6 +108,7 @@ export function addDurableCommands(cli: Command): void {
     .option('--suspend-on <imports>', 'imports that may suspend, MODULE.NAME[,…] (asyncifies a plain module first; needs binaryen)', collect, [] as string[]))
     .action(async (input: string, flags: DurableFlags & { invoke: string; suspendOn: string[] }) => {
       const where = target(flags);
+      const { DurableWorker, captureImage, openStore } = await durableApi();
       const durable = await durableOf(readInput(input), specs(flags.suspendOn));
       if (durable.suspended) throw new WizError('usage', `the program is suspended in ${durable.suspended.pending.name}: continue it with wiz resume`);
       const call = parseInvocation(durable.instrumented.context, flags.invoke);
@@ -135,6 +145,7 @@ export function addDurableCommands(cli: Command): void {
     .option('--answer <value>', 'what the pending import returns (integers as in --invoke; none for an import without results)'))
     .action(async (input: string | undefined, flags: DurableFlags & { answer?: string }) => {
       const where = target(flags);
+      const { DurableWorker, captureImage, loadDurable, openStore, restoreWorker } = await durableApi();
       if ('store' in where && input !== undefined) throw usage('with --store, name the worker with --id, not a file');
       if ('file' in where && input === undefined) throw usage('name the suspended program\'s file (or --store DIR --id NAME)');
       const host = await createHost(hostOptions(flags), warn);
@@ -179,6 +190,7 @@ export function addDurableCommands(cli: Command): void {
       if (output === '-' && process.stdout.isTTY) throw usage('refusing to write a binary module to a terminal; pass -o FILE');
       const generation = opts.generation === undefined ? undefined : Number(opts.generation);
       if (generation !== undefined && !(Number.isSafeInteger(generation) && generation >= 0)) throw usage(`--generation takes a number, not "${opts.generation}"`);
+      const { loadDurable, materialize, openStore } = await durableApi();
       const store = await openStore(opts.store);
       try {
         const saved = await store.load(opts.id, generation);
@@ -199,6 +211,7 @@ function specs(values: readonly string[]): string[] {
 
 /** A durable module from the input: as it is, or asyncified first (`--suspend-on` on a plain module). */
 async function durableOf(bytes: Uint8Array, suspendOn: string[]): Promise<DurableModule> {
+  const { asyncify, loadDurable, readLayout } = await durableApi();
   const layout = readLayout(parseModule(bytes));
   if (layout) {
     const same = suspendOn.length === 0 || (new Set(suspendOn).size === layout.suspendOn.length && suspendOn.every((s) => layout.suspendOn.includes(s)));
