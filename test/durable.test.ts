@@ -144,6 +144,25 @@ test('a suspension through call_indirect is rewound too (Asyncify instruments in
   expect(second.resume(36).line).toBe('main(5) = 1046'); // 10 + 36 + 1000
 });
 
+test('restore clears what instantiation wrote and the program erased', async () => {
+  const text = `(module
+    (import "rpc" "fetch" (func $fetch (param i32) (result i32)))
+    (memory (export "memory") 2)
+    (data (i32.const 70000) "written by instantiation")
+    (func (export "main") (result i32)
+      (memory.fill (i32.const 70000) (i32.const 0) (i32.const 24))
+      (call $fetch (i32.const 1))))`;
+  const durable = await loadDurable(await asyncify(await wat(text), { suspendOn: ['rpc.fetch'] }));
+  const worker = await DurableWorker.start(durable);
+  worker.invoke('main');
+  const { image, chunks } = await captureImage(worker);
+  expect(image.memories[0]!.chunks.every((d) => d === null)).toBe(true);
+  const restored = await restoreWorker(durable, image, chunks);
+  const memory = new Uint8Array((restored.instance.exports.memory as WebAssembly.Memory).buffer);
+  expect(memory.subarray(70000, 70024).every((b) => b === 0)).toBe(true);
+  expect(restored.resume(9).line).toBe('main() = 9');
+});
+
 describe('an untrusted state is checked before it runs', () => {
   test('a suspended call that names no suspending import, or another buffer, is refused in one line', async () => {
     const durable = await loadDurable(await prepared());

@@ -379,7 +379,8 @@ describe.each(KINDS)('image store over %s', (kind) => {
       [await forge([3]), /is truncated$/],
       [await forge([8]), /has flags 8$/],
       [await forge([0, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]]), /has a number out of range$/],
-      [new Uint8Array([0x77, 0x69, 0x7a, 0x67, 2, ...new Uint8Array(40)]), /has record version 2, this wiz reads version 1$/],
+      [new Uint8Array([0x77, 0x69, 0x7a, 0x67, 3, ...new Uint8Array(40)]), /has record version 3, this wiz reads versions 1 and 2$/],
+      [await checksummed([0x77, 0x69, 0x7a, 0x67, 2, 0xff, 0xff, 0xff]), /is deflated, but not validly$/],
       [new Uint8Array(50), /is not a generation record$/],
     ];
     for (const [record, pattern] of cases) {
@@ -414,9 +415,13 @@ function varint(n: number): number[] {
 
 /** A record as the format says (magic, version, the parts, then the checksum of all that): numbers are bytes. */
 async function forge(parts: (number | number[] | Uint8Array)[]): Promise<Uint8Array> {
-  const body = new Uint8Array([0x77, 0x69, 0x7a, 0x67, 1, ...parts.flatMap((p) => typeof p === 'number' ? [p] : [...p])]);
-  const hex = await sha256Hex(body);
-  return new Uint8Array([...body, ...hex.match(/../g)!.map((h) => parseInt(h, 16))]);
+  return checksummed([0x77, 0x69, 0x7a, 0x67, 1, ...parts.flatMap((p) => typeof p === 'number' ? [p] : [...p])]);
+}
+
+/** Bytes followed by their SHA-256, as every record ends. */
+async function checksummed(bytes: number[]): Promise<Uint8Array> {
+  const hex = await sha256Hex(new Uint8Array(bytes));
+  return new Uint8Array([...bytes, ...hex.match(/../g)!.map((h) => parseInt(h, 16))]);
 }
 
 describe.each(KINDS)('bytes stored per generation, over %s', (kind) => {

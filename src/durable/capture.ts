@@ -83,13 +83,15 @@ export async function restoreWorker(durable: DurableModule, image: StateImage, c
     const current = memory.buffer.byteLength / pageSize;
     if (m.pages > current) memory.grow(m.pages - current);
     else if (m.pages < current) throw new WizError('malformed', `the image's memory ${m.index} has ${m.pages} pages, fewer than a fresh instance's ${current}`);
-    // Pages past the fresh instance's size are zero already; below, only what instantiation wrote needs clearing.
+    // A fresh instance's memory is zero but where its data segments wrote: only chunks there may need clearing.
     const bytes = new Uint8Array(memory.buffer);
     const fresh = current * pageSize;
+    const written = writtenByInstantiation(durable, m.index);
+    const mayHoldData = (at: number, end: number) => at < fresh && (written === 'all' || written.some(([s, e]) => s < end && e > at));
     m.chunks.forEach((digest, k) => {
       const at = k * image.chunkSize;
       if (digest !== null) bytes.set(chunks.get(digest)!, at);
-      else if (at < fresh) {
+      else if (mayHoldData(at, at + image.chunkSize)) {
         const view = bytes.subarray(at, Math.min(at + image.chunkSize, fresh));
         if (!isZero(view)) view.fill(0);
       }
@@ -248,10 +250,13 @@ function tableRuns(entries: Int32Array, index: number): [number, number, number,
   return runs;
 }
 
+/** 32-bit words over a view, when it is aligned (chunks of memory always are). */
+const words = (view: Uint8Array) => (view.byteOffset % 4 === 0 && view.length % 4 === 0 ? new Uint32Array(view.buffer, view.byteOffset, view.length / 4) : undefined);
+
 function isZero(view: Uint8Array): boolean {
-  const words = view.byteOffset % 8 === 0 && view.length % 8 === 0 ? new BigUint64Array(view.buffer, view.byteOffset, view.length / 8) : undefined;
-  if (words) {
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
+  const w = words(view);
+  if (w) {
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
     return true;
   }
   for (let i = 0; i < view.length; i++) if (view[i] !== 0) return false;
@@ -260,8 +265,52 @@ function isZero(view: Uint8Array): boolean {
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
+  const x = words(a);
+  const y = words(b);
+  if (x && y) {
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * The byte ranges of memory `index` that a fresh instance may hold non-zero: what its active data segments with
+ * constant offsets write; everything, when a start function ran or an offset is not a constant.
+ */
+function writtenByInstantiation(durable: DurableModule, index: number): [number, number][] | 'all' {
+  const context = durable.instrumented.context;
+  if (context.start !== undefined) return 'all';
+  const ranges: [number, number][] = [];
+  for (const s of context.dataSegments) {
+    if (s.mode !== 'active' || s.memory !== index || s.length === 0) continue;
+    const offset = constOffset(context.bytes, s.start, s.memory);
+    if (offset === undefined) return 'all';
+    ranges.push([offset, offset + s.length]);
+  }
+  return ranges;
+}
+
+/** The constant offset of an active data segment entry (`i32.const` / `i64.const`), or undefined. */
+function constOffset(bytes: Uint8Array, start: number, memory: number): number | undefined {
+  let at = start;
+  const flags = bytes[at++]!;
+  if (flags === 2) while (bytes[at++]! & 0x80); // the memory index
+  else if (flags !== 0 || memory !== 0) return undefined;
+  const op = bytes[at++];
+  if (op !== 0x41 && op !== 0x42) return undefined;
+  let value = 0;
+  let scale = 1;
+  let byte: number;
+  do {
+    byte = bytes[at++]!;
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+  } while (byte & 0x80 && scale < 2 ** 70);
+  if (byte & 0x40) value -= scale; // negative: an offset past 2^31 read as i32
+  if (bytes[at] !== 0x0b) return undefined;
+  return value < 0 ? value + 2 ** 32 : value;
 }
 
 const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');

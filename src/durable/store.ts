@@ -9,11 +9,11 @@
 //   g/<worker>/<n>      generation n of a worker: a record, below
 //   h/<worker>          the worker's latest generation, decimal; written with its record in one atomic batch
 //
-// A record: "wizg", version 1, varint flags (1: delta, 2: image same as the parent's), [varint parent generation
+// A record: "wizg", version 1 (or 2: all that follows the version, but the checksum, deflated), varint flags (1: delta, 2: image same as the parent's), [varint parent generation
 // if delta], [varint length + JSON of the image without chunk lists, unless same], then per memory a byte
 // (log2 of its page size) and varint-headed runs (count × 8 + kind) until its chunks are covered: 0 copy the
 // parent's, 1 zero chunks, 2 a new digest (32 bytes), 3 a digest this record gave before (varint index),
-// 4 an inline chunk (varint length + packed bytes, for chunks of at most 32 packed bytes); last, the SHA-256 of all
+// 4 an inline chunk (varint length + packed bytes, for chunks of at most 128 packed bytes); last, the SHA-256 of all
 // that. A delta is of the previous generation; when that would make a chain of `fullEvery` records, it is of the
 // full record the chain starts from (what changed since); a full record is written when the delta is not smaller.
 import { WizError } from '../errors.ts';
@@ -45,7 +45,7 @@ export interface SavedGeneration {
   generation: number;
   /** Keys and values handed to the driver. */
   bytesWritten: number;
-  /** Chunks written as values of their own (chunks of at most 32 packed bytes go inside the record). */
+  /** Chunks written as values of their own (chunks of at most 128 packed bytes go inside the record). */
   chunksWritten: number;
 }
 
@@ -79,6 +79,8 @@ export interface ImageStore {
 
 const MAGIC = [0x77, 0x69, 0x7a, 0x67]; // "wizg"
 const VERSION = 1;
+/** A record whose content (all between the version and the checksum) is deflated (deflate-raw). */
+const VERSION_DEFLATED = 2;
 const DELTA = 1;
 const SAME_IMAGE = 2;
 const COPY = 0;
@@ -87,8 +89,11 @@ const NEW = 2;
 const REF = 3;
 const INLINE = 4;
 const CHECKSUM = 32;
-/** A packed chunk this small costs less in the record than its digest there plus a value of its own. */
-const INLINE_MAX = 32;
+/**
+ * A packed chunk this small costs less in the record than a value of its own: its key (69 bytes), its digest in the
+ * record (32) and the back-end's per-value overhead (measured: a sparse memory's chunks cost half as much inline).
+ */
+const INLINE_MAX = 128;
 const FULL_EVERY = 16;
 /** What a reader accepts, whatever wrote the records. */
 const MAX_CHAIN = 256;
@@ -394,8 +399,63 @@ async function encodeRecord(
       k += n;
     }
   });
-  w.raw(await sha256Bytes(w.bytes.subarray(0, w.length)));
-  return w.finish();
+  let framed = w.finish();
+  // Sparse chunks inline and repeated runs compress well: deflate the content when it gains (a sparse memory of
+  // random bytes takes a third less).
+  const content = framed.subarray(MAGIC.length + 1);
+  if (content.length >= DEFLATE_FROM && typeof CompressionStream === 'function') {
+    const deflated = await deflate(content);
+    if (deflated.length < content.length) {
+      framed = new Uint8Array(MAGIC.length + 1 + deflated.length);
+      framed.set(MAGIC);
+      framed[MAGIC.length] = VERSION_DEFLATED;
+      framed.set(deflated, MAGIC.length + 1);
+    }
+  }
+  const out = new Uint8Array(framed.length + CHECKSUM);
+  out.set(framed);
+  out.set(await sha256Bytes(framed), framed.length);
+  return out;
+}
+
+/** Records at least this long are tried deflated. */
+const DEFLATE_FROM = 512;
+/** The most a deflated record may inflate to (a record of the most chunks a reader accepts fits). */
+const MAX_INFLATED = 1 << 30;
+
+async function deflate(bytes: Uint8Array): Promise<Uint8Array> {
+  const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new CompressionStream('deflate-raw'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** Inflates a record's content, refusing one that inflates past `MAX_INFLATED` or is not deflate data. */
+async function inflate(bytes: Uint8Array, fail: Fail): Promise<Uint8Array> {
+  if (typeof DecompressionStream !== 'function') fail('is deflated, and this host has no DecompressionStream');
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    const reader = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream('deflate-raw')).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > MAX_INFLATED) {
+        await reader.cancel();
+        fail('inflates past 1 GiB');
+      }
+      parts.push(value);
+    }
+  } catch (e) {
+    if (e instanceof WizError) throw e;
+    fail('is deflated, but not validly');
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 interface RecordHeader {
@@ -410,11 +470,13 @@ interface RecordHeader {
 async function openRecord(bytes: Uint8Array, fail: Fail): Promise<RecordHeader> {
   if (bytes.length < MAGIC.length + 1 + CHECKSUM) fail('is truncated');
   if (MAGIC.some((b, i) => bytes[i] !== b)) fail('is not a generation record');
-  if (bytes[MAGIC.length] !== VERSION) fail(`has record version ${bytes[MAGIC.length]}, this wiz reads version ${VERSION}`);
+  const version = bytes[MAGIC.length];
+  if (version !== VERSION && version !== VERSION_DEFLATED) fail(`has record version ${version}, this wiz reads versions ${VERSION} and ${VERSION_DEFLATED}`);
   const end = bytes.length - CHECKSUM;
   const checksum = toHex(bytes.subarray(end));
   if (toHex(await sha256Bytes(bytes.subarray(0, end))) !== checksum) fail('is corrupt (its checksum does not match)');
-  const r = new ByteReader(bytes, MAGIC.length + 1, end, fail);
+  const content = version === VERSION_DEFLATED ? await inflate(bytes.subarray(MAGIC.length + 1, end), fail) : bytes;
+  const r = version === VERSION_DEFLATED ? new ByteReader(content, 0, content.length, fail) : new ByteReader(bytes, MAGIC.length + 1, end, fail);
   const flags = r.varint();
   if (flags > (DELTA | SAME_IMAGE) || flags === SAME_IMAGE) fail(`has flags ${flags}`);
   const parent = flags & DELTA ? r.varint() : undefined;
