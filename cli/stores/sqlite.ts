@@ -37,6 +37,8 @@ export async function sqliteDriver(dir: string): Promise<StoreDriver> {
     // Another process writing waits rather than failing at once.
     db.exec('PRAGMA busy_timeout = 60000');
     db.exec('PRAGMA journal_mode = WAL');
+    // Reads through a memory map rather than a read() per page: chunks of 64 KiB span many pages.
+    db.exec('PRAGMA mmap_size = 1073741824');
     // Each commit is on disk when it returns (NORMAL would keep the store consistent, but could lose the last saves).
     db.exec('PRAGMA synchronous = FULL');
     db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)');
