@@ -10,6 +10,9 @@ import { parseModule } from '../src/parse/module.ts';
 import { assemble } from '../src/parse/assemble.ts';
 import { BinaryWriter } from '../src/parse/writer.ts';
 import { wat } from './helpers/wat.ts';
+import { mutate, MUTATIONS } from '../scripts/fuzz/hostile.ts';
+import { preinitialize } from '../src/preinitialize.ts';
+import { WizError } from '../src/errors.ts';
 import { answer, APP, durableApp, reference, SUSPEND_ON } from './helpers/durable-app.ts';
 
 const syncImports = {
@@ -161,6 +164,45 @@ test('restore clears what instantiation wrote and the program erased', async () 
   const memory = new Uint8Array((restored.instance.exports.memory as WebAssembly.Memory).buffer);
   expect(memory.subarray(70000, 70024).every((b) => b === 0)).toBe(true);
   expect(restored.resume(9).line).toBe('main() = 9');
+});
+
+test('a module pre-initialized with --keep-instrumentation is asyncified and resumed as well', async () => {
+  const text = `(module
+    (import "rpc" "fetch" (func $fetch (param i32) (result i32)))
+    (memory (export "memory") 1)
+    (global $base (mut i32) (i32.const 0))
+    (func (export "wizer-initialize") (global.set $base (i32.const 500)) (i32.store (i32.const 8) (i32.const 77)))
+    (func (export "main") (param $x i32) (result i32)
+      (i32.add (i32.add (global.get $base) (i32.load (i32.const 8))) (call $fetch (local.get $x)))))`;
+  const initialized = await preinitialize(await wat(text), { keepInstrumentation: true });
+  const durable = await loadDurable(await asyncify(initialized, { suspendOn: ['rpc.fetch'] }));
+  const worker = await DurableWorker.start(durable);
+  expect(worker.invoke('main', [3]).line).toBe('suspended: rpc.fetch(3)');
+  const resumed = await DurableWorker.start(await loadDurable(await worker.snapshot()));
+  expect(resumed.resume(1000).line).toBe('main(3) = 1577'); // init ran once, at build time: 500 + 77 + 1000
+});
+
+test('mutated state files are refused with one line or resume correctly: never a crash', async () => {
+  const worker = await DurableWorker.start(await loadDurable(await prepared()));
+  worker.invoke('main', [3]);
+  const file = await worker.snapshot();
+  const outcomes = { refused: 0, resumed: 0 };
+  for (let seed = 1; seed <= 120; seed++) {
+    const kind = MUTATIONS[seed % MUTATIONS.length]!;
+    const mutant = mutate(file, kind, seed);
+    try {
+      const durable = await loadDurable(mutant);
+      const resumed = await DurableWorker.start(durable);
+      resumed.resume(answer(durable.suspended?.pending.name ?? '', durable.suspended?.pending.args ?? []));
+      outcomes.resumed++;
+    } catch (e) {
+      // A WizError is one line naming the problem; anything else is a bug.
+      if (!(e instanceof WizError)) throw new Error(`seed ${seed} (${kind}): ${String(e)}`);
+      expect(e.message).not.toMatch(/\n/);
+      outcomes.refused++;
+    }
+  }
+  expect(outcomes.refused).toBeGreaterThan(60);
 });
 
 describe('an untrusted state is checked before it runs', () => {
