@@ -126,6 +126,13 @@ describe('examples', () => {
     const out = execFileSync(process.execPath, [join(import.meta.dirname, '..', 'examples', 'savestate.ts')]).toString();
     expect(out).toMatch(/^after 1, 2: total 1003, saved \d+ bytes\nafter 30: total 1033, saved \d+ bytes\nafter 400, 500: total 1933, saved \d+ bytes\n$/);
   });
+
+  it('examples/durable.ts saves a worker while a reply is pending and finishes it from the image', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const out = execFileSync(process.execPath, [join(import.meta.dirname, '..', 'examples', 'durable.ts')]).toString();
+    expect(out).toMatch(/^suspended: rpc\.price\(0\)\nsaved: \d+ bytes of JSON, 1 chunk\(s\); the reply came: 10\nsuspended: rpc\.price\(1\)\nsuspended: rpc\.price\(2\)\ntotal\(3\) = 60\n$/);
+  });
 });
 
 describe('provenance where WebCrypto is missing (a browser page on plain http)', () => {
