@@ -6,7 +6,7 @@ import { WizError } from '../src/errors.ts';
 import type { DurableModule, DurableWorker, Outcome } from '../src/durable/worker.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
-import { createHost, type HostOptions } from './host.ts';
+import { createHost, hostOptionsOf, type HostFlags } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
 
@@ -24,16 +24,6 @@ const DEFAULT_STACK_SIZE = 1 << 20;
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const warn = (line: string) => writeSync(2, `wiz: warning: ${line}\n`);
-
-interface HostFlags {
-  allowWasi?: boolean;
-  inheritStdio: boolean;
-  inheritEnv?: boolean;
-  dir: string[];
-  mapdir: string[];
-  preload: string[];
-  deterministic?: boolean;
-}
 
 interface DurableFlags extends HostFlags {
   output?: string;
@@ -57,13 +47,7 @@ function addHostOptions(cmd: Command): Command {
     .option('--id <name>', 'with --store: the worker\'s name');
 }
 
-function hostOptions(flags: DurableFlags): HostOptions {
-  return {
-    allowWasi: flags.allowWasi ?? false, inheritStdio: flags.inheritStdio, inheritEnv: flags.inheritEnv ?? false,
-    dirs: flags.dir, mapdirs: flags.mapdir, preloads: flags.preload, deterministic: flags.deterministic ?? false,
-    stdoutTaken: flags.output === '-',
-  };
-}
+const hostOptions = (flags: DurableFlags) => hostOptionsOf(flags, flags.output === '-');
 
 const usage = (message: string) => new CommanderError(2, 'wiz.usage', message);
 

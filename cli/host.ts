@@ -17,6 +17,31 @@ export interface HostOptions {
   stdoutTaken: boolean;
 }
 
+/** The host flags as commander parses them (`wiz init`, `snapshot`, `run`, `resume`). */
+export interface HostFlags {
+  allowWasi?: boolean;
+  inheritStdio: boolean;
+  inheritEnv?: boolean;
+  dir: string[];
+  mapdir: string[];
+  preload: string[];
+  deterministic?: boolean;
+}
+
+/** The host options those flags give; `stdoutTaken` when the command writes its output to stdout. */
+export function hostOptionsOf(flags: HostFlags, stdoutTaken: boolean): HostOptions {
+  return {
+    allowWasi: flags.allowWasi ?? false,
+    inheritStdio: flags.inheritStdio,
+    inheritEnv: flags.inheritEnv ?? false,
+    dirs: flags.dir,
+    mapdirs: flags.mapdir,
+    preloads: flags.preload,
+    deterministic: flags.deterministic ?? false,
+    stdoutTaken,
+  };
+}
+
 export interface Host {
   imports: WebAssembly.Imports;
   /** Binds WASI to the instance's memory, before any export runs. */
@@ -32,7 +57,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   const fds: number[] = [];
   let wasi: import('node:wasi').WASI | undefined;
   if (options.allowWasi) {
-    quietWasiWarning();
+    quietExperimentalWarning('WASI');
     const { WASI } = await import('node:wasi'); // loaded only when asked for: it is experimental, and not free
     const preopens: Record<string, string> = {};
     for (const dir of options.dirs) preopens[dir] = directory('--dir', dir, dir);
@@ -97,14 +122,14 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   };
 }
 
-/** Node's WASI announces itself as experimental when loaded; wiz users did not ask for that line. */
-let quieted = false;
-function quietWasiWarning(): void {
-  if (quieted) return;
-  quieted = true;
+/** Node's experimental modules (WASI, SQLite) announce themselves when loaded; wiz users did not ask for that line. */
+const quieted = new Set<string>();
+export function quietExperimentalWarning(feature: string): void {
+  if (quieted.has(feature)) return;
+  quieted.add(feature);
   const emit = process.emitWarning.bind(process);
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if (String(warning).includes('WASI is an experimental feature')) return;
+    if (String(warning).includes(`${feature} is an experimental feature`)) return;
     (emit as (...a: unknown[]) => void)(warning, ...rest);
   }) as typeof process.emitWarning;
 }

@@ -12,7 +12,7 @@ import { sizeReport } from '../src/inspect/report.ts';
 import { concat } from '../src/parse/writer.ts';
 import { optimize, requireBinaryen, type Optimized } from './optimize.ts';
 import { formatReport } from './report.ts';
-import type { HostOptions } from './host.ts';
+import { hostOptionsOf, type HostFlags, type HostOptions } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { directOutput, runJob, type Job, type JobOutput } from './job.ts';
 import { addDiffCommand } from './diff.ts';
@@ -68,17 +68,10 @@ function addBoolean(cmd: Command, flag: string, description: string, hidden = fa
   return cmd.addOption(positive).addOption(new Option(`--no-${flag.slice(2)}`).hideHelp());
 }
 
-interface CommonOptions {
+interface CommonOptions extends HostFlags {
   output?: string;
   renameFunc: string[];
   keepInstrumentation?: boolean;
-  allowWasi?: boolean;
-  inheritStdio: boolean;
-  inheritEnv?: boolean;
-  dir: string[];
-  mapdir: string[];
-  preload: string[];
-  deterministic?: boolean;
   initTimeout?: string;
   relaxedSimdDeterministic?: boolean;
   report?: boolean;
@@ -106,18 +99,7 @@ function addCommonOptions(cmd: Command, what: string): Command {
   return cmd;
 }
 
-function hostOptions(opts: CommonOptions, output: string): HostOptions {
-  return {
-    allowWasi: opts.allowWasi ?? false,
-    inheritStdio: opts.inheritStdio,
-    inheritEnv: opts.inheritEnv ?? false,
-    dirs: opts.dir,
-    mapdirs: opts.mapdir,
-    preloads: opts.preload,
-    deterministic: opts.deterministic ?? false,
-    stdoutTaken: output === '-',
-  };
-}
+const hostOptions = (opts: CommonOptions, output: string): HostOptions => hostOptionsOf(opts, output === '-');
 
 function program(): Command {
   const cli = new Command('wiz')

@@ -1,7 +1,7 @@
 // The image store over IndexedDB, in headless Chromium (Debian's `chromium`, driven by playwright-core, as
 // test/browser.test.ts does): the store code is bundled for the page with rolldown; the page saves two generations
 // of one worker and one of another, reopens the database, and loads them back; the test compares in Node.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -11,23 +11,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { browserProblem } from '../scripts/build-browser.ts';
 import type { StateImage } from '../src/durable/image.ts';
 import { ChunkedMemory, fillRandom, imageOf } from './helpers/store-images.ts';
+import { CHROMIUM, CHROMIUM_ARGS, hasChromiumOrSkip } from './helpers/chromium.ts';
 
 const root = join(import.meta.dirname, '..');
 const OUT = join(root, '.browser', 'store');
-/** Debian's chromium; WIZ_CHROMIUM names another system binary. */
-const CHROMIUM = process.env.WIZ_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_HINT = 'apt-get install chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-const hasChromium = existsSync(CHROMIUM);
-// CI (CI=true) installs chromium first, so there a missing browser fails instead of skipping.
-if (!hasChromium && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_BROWSER)) {
-  throw new Error(`browser test required but there is no ${CHROMIUM} (${CHROMIUM_HINT})`);
-}
-if (!hasChromium) console.warn(`IndexedDB store tests skipped: no ${CHROMIUM} (${CHROMIUM_HINT})`);
+const hasChromium = hasChromiumOrSkip('IndexedDB store tests');
 
 /** The store, its IndexedDB driver and what the page needs besides, as one ES module for the page. */
 async function bundleStore(): Promise<string> {
@@ -80,11 +68,11 @@ describe.skipIf(!hasChromium)('the image store over IndexedDB in headless Chromi
     });
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
     try {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 120_000 });
     } catch (e) {
       throw new Error(`Chromium (${CHROMIUM}) cannot start: ${String((e as Error).message ?? e).split('\n')[0]}`);
     }
-  }, 60_000);
+  }, 300_000);
 
   afterAll(async () => {
     await browser?.close();

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { WizError } from '../../src/errors.ts';
-import type { StoreDriver } from '../../src/durable/store.ts';
+import { eachLimit, type StoreDriver } from '../../src/durable/store.ts';
 
 const STAGING = '.staging';
 const JOURNAL = '.journal';
@@ -174,7 +174,7 @@ export async function fsDriver(dir: string): Promise<StoreDriver> {
       return serial(async () => {
         if (writes.length + deletes.length === 0) return;
         const journal: Journal = { renames: [], deletes: deletes.map((key) => relative(dir, pathOf(key))) };
-        const staged = await eachLimited(writes, 16, ([, value]) => stage(value));
+        const staged = await eachLimit(writes, 16, ([, value]) => stage(value));
         writes.forEach(([key], i) => journal.renames.push([relative(dir, staged[i]!), relative(dir, pathOf(key))]));
         // The commit: the journal appears whole under its name, or not at all.
         const pending = await stage(new TextEncoder().encode(JSON.stringify(journal)));
@@ -257,17 +257,4 @@ async function takeLock(dir: string, lock: string): Promise<void> {
     await rm(lock, { force: true });
   }
   throw new WizError('usage', `cannot take the lock of the store in ${dir}`);
-}
-
-async function eachLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return out;
 }

@@ -4,26 +4,15 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WizError } from '../../src/errors.ts';
 import type { StoreDriver } from '../../src/durable/store.ts';
+import { quietExperimentalWarning } from '../host.ts';
 
 export const SQLITE_FILE = 'wiz.db';
 
-let quieted = false;
-
-/** Node warns that node:sqlite is experimental when it loads; that is Node's business, not the user's. */
-function quietSqliteWarning(): void {
-  if (quieted) return;
-  quieted = true;
-  const emit = process.emitWarning.bind(process);
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if (String(warning).includes('SQLite is an experimental feature')) return;
-    (emit as (...a: unknown[]) => void)(warning, ...rest);
-  }) as typeof process.emitWarning;
-}
 
 /** A driver over DIR/wiz.db (both created if absent). */
 export async function sqliteDriver(dir: string): Promise<StoreDriver> {
   const file = join(dir, SQLITE_FILE);
-  quietSqliteWarning();
+  quietExperimentalWarning('SQLite');
   let sqlite: typeof import('node:sqlite');
   try {
     sqlite = await import('node:sqlite');

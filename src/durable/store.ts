@@ -567,7 +567,7 @@ async function decodeRecord(generation: number, header: RecordHeader, parent: Ge
 }
 
 /** Runs `fn` on every item, at most `limit` at a time. */
-async function eachLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+export async function eachLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const lane = async (): Promise<void> => {

@@ -3,10 +3,10 @@
 //
 // Chromium follows the rule of test/helpers/workerd.ts: `launchChromiumOrSkip(what)` prints why and returns
 // undefined when Chromium is missing or cannot start; under CI=true (or WIZ_REQUIRE_BROWSER=1) it throws instead.
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+export { launchChromiumOrSkip } from './chromium.ts';
 import { HOST_JS, toBase64, type Host, type StepOptions, type Step, type WireState } from './durable-hosts.ts';
 import { startWorkerd, type Workerd } from './workerd.ts';
 
@@ -73,32 +73,6 @@ export async function startWorkerdHost(bytes: Uint8Array, bundle: string): Promi
     loadWithoutModule: () => post('load-without-module', {}),
     stop: () => workerd.stop(),
   };
-}
-
-/** Debian's chromium; WIZ_CHROMIUM names another system binary (playwright-core never downloads one). */
-const CHROMIUM = process.env.WIZ_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
-/** The rule above: a launched Chromium, or undefined after printing why it cannot start (CI: throws). */
-export async function launchChromiumOrSkip(what: string): Promise<Browser | undefined> {
-  let problem: string;
-  if (!existsSync(CHROMIUM)) problem = `there is no ${CHROMIUM} (apt-get install chromium)`;
-  else {
-    try {
-      // No short limit: a busy machine may take long to start a browser.
-      return await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 120_000 });
-    } catch (e) {
-      const message = String((e as Error).message ?? e).replace(/\x1b\[\d+m/g, '');
-      const exit = /<process did exit: (exitCode=\w+, signal=\w+)>/.exec(message)?.[1];
-      problem = `${CHROMIUM} cannot start: ${message.split('\n')[0]!.replace(/^browserType\.launch: /, '')}${exit ? ` (${exit})` : ''}`;
-    }
-  }
-  if (process.env.CI === 'true' || process.env.WIZ_REQUIRE_BROWSER) throw new Error(`${what} required but ${problem}`);
-  console.warn(`${what} skipped: ${problem}`);
-  return undefined;
 }
 
 export interface PageHost extends Host {
