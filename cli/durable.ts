@@ -3,10 +3,10 @@
 import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { WizError } from '../src/errors.ts';
-import type { DurableModule, DurableWorker, Outcome } from '../src/durable/worker.ts';
+import type { DurableModule, DurableWorker, Outcome, WorkerOptions } from '../src/durable/worker.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
-import { createHost, hostOptionsOf, type HostFlags } from './host.ts';
+import { createHost, hostOptionsOf, type DeterministicStreams, type HostFlags } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
 
@@ -96,18 +96,18 @@ export function addDurableCommands(cli: Command): void {
       const durable = await durableOf(readInput(input), specs(flags.suspendOn));
       if (durable.suspended) throw new WizError('usage', `the program is suspended in ${durable.suspended.pending.name}: continue it with wiz resume`);
       const call = parseInvocation(durable.instrumented.context, flags.invoke);
-      const host = await createHost(hostOptions(flags), warn);
-      try {
+      await withHost(flags, durable.host, async (options, saveHost) => {
         const named = 'store' in where ? where : undefined;
         const store = named ? await openStore(named.store) : undefined;
         try {
           if (store && named && (await store.generations(named.id)).length > 0) {
             throw new WizError('usage', `worker "${named.id}" exists in ${named.store}: continue it with wiz resume --store ${named.store} --id ${named.id}`);
           }
-          const worker = await DurableWorker.start(durable, { imports: host.imports, onInstantiated: (i) => host.bind(i) });
+          const worker = await DurableWorker.start(durable, options);
           worker.initialize();
           const outcome = worker.invoke(call.name, call.args);
           report(outcome, flags);
+          worker.host = saveHost();
           if (store && named) {
             await store.putModule(durable.bytes);
             const { image, chunks } = await captureImage(worker);
@@ -118,9 +118,7 @@ export function addDurableCommands(cli: Command): void {
         } finally {
           await store?.close();
         }
-      } finally {
-        host.close();
-      }
+      });
     });
 
   addHostOptions(cli.command('resume')
@@ -132,34 +130,34 @@ export function addDurableCommands(cli: Command): void {
       const { DurableWorker, captureImage, loadDurable, openStore, restoreWorker } = await durableApi();
       if ('store' in where && input !== undefined) throw usage('with --store, name the worker with --id, not a file');
       if ('file' in where && input === undefined) throw usage('name the suspended program\'s file (or --store DIR --id NAME)');
-      const host = await createHost(hostOptions(flags), warn);
-      const options = { imports: host.imports, onInstantiated: (i: WebAssembly.Instance) => host.bind(i) };
-      try {
-        if ('file' in where) {
-          const durable = await loadDurable(readInput(input!));
+      if ('file' in where) {
+        const durable = await loadDurable(readInput(input!));
+        await withHost(flags, durable.host, async (options, saveHost) => {
           const worker = await DurableWorker.start(durable, options);
           const outcome = resume(worker, flags.answer);
           report(outcome, flags);
+          worker.host = saveHost();
           writeOutput(where.file, await worker.snapshotParts({ onWarning: warn }));
-          return;
-        }
-        const store = await openStore(where.store);
-        try {
-          const saved = await store.load(where.id);
-          if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
-          const bytes = await store.getModule(saved.image.module);
-          if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
-          const durable = await loadDurable(bytes);
+        });
+        return;
+      }
+      const store = await openStore(where.store);
+      try {
+        const saved = await store.load(where.id);
+        if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
+        const bytes = await store.getModule(saved.image.module);
+        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
+        const durable = await loadDurable(bytes);
+        await withHost(flags, saved.image.host, async (options, saveHost) => {
           const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
           const outcome = resume(worker, flags.answer);
           report(outcome, flags);
+          worker.host = saveHost();
           const { image, chunks } = await captureImage(worker, { previous: saved });
           await store.save(where.id, image, chunks);
-        } finally {
-          await store.close();
-        }
+        });
       } finally {
-        host.close();
+        await store.close();
       }
     });
 
@@ -205,6 +203,31 @@ async function durableOf(bytes: Uint8Array, suspendOn: string[]): Promise<Durabl
   if (suspendOn.length === 0) throw new WizError('usage', 'the module is not asyncified: name the imports that may suspend with --suspend-on MODULE.NAME (or run wiz asyncify first)');
   requireBinaryen('--suspend-on');
   return loadDurable(await asyncify(bytes, { suspendOn }));
+}
+
+/**
+ * Runs `work` with the host the flags describe, for a durable run: `--deterministic`'s streams go on from where the
+ * program's saved record (`saved`) left them, and `saveHost()` gives the record to save with the program next.
+ */
+async function withHost(
+  flags: DurableFlags,
+  saved: Record<string, unknown> | undefined,
+  work: (options: WorkerOptions, saveHost: () => Record<string, unknown> | undefined) => Promise<void>,
+): Promise<void> {
+  const streams = saved?.deterministic as DeterministicStreams | undefined;
+  if (streams !== undefined && !(Number.isSafeInteger(streams?.random) && typeof streams.clock === 'string' && /^(0|[1-9][0-9]{0,19})$/.test(streams.clock))) {
+    throw new WizError('malformed', 'the program\'s host record has --deterministic streams that are not a number and a clock reading');
+  }
+  if (streams && !flags.deterministic) warn('the program ran with --deterministic before; without it, it now reads the real clock and random bytes');
+  const host = await createHost({ ...hostOptions(flags), run: true, ...(flags.deterministic && streams && { streams }) }, warn);
+  try {
+    await work({ imports: host.imports, onInstantiated: (i) => host.bind(i) }, () => {
+      const now = host.streams();
+      return now ? { deterministic: now } : undefined;
+    });
+  } finally {
+    host.close();
+  }
 }
 
 /** Resumes with `--answer`, which the pending import's type requires or forbids. */

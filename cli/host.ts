@@ -13,6 +13,10 @@ export interface HostOptions {
   deterministic: boolean;
   /** Added to every clock_time_get reading (`--check-determinism` runs init again with a later clock). */
   clockOffsetNs?: bigint;
+  /** A durable run, not init: reading a clock or random bytes is nothing to warn about. */
+  run?: boolean;
+  /** Where `--deterministic`'s streams stand (a durable run resumed goes on from where it was saved). */
+  streams?: DeterministicStreams;
   /** The module goes to stdout: the guest's stdout must go elsewhere (stderr). */
   stdoutTaken: boolean;
 }
@@ -42,8 +46,16 @@ export function hostOptionsOf(flags: HostFlags, stdoutTaken: boolean): HostOptio
   };
 }
 
+/** `--deterministic`'s random stream (xorshift32 state) and clock (nanoseconds, decimal), as saved with a program. */
+export interface DeterministicStreams {
+  random: number;
+  clock: string;
+}
+
 export interface Host {
   imports: WebAssembly.Imports;
+  /** Where `--deterministic`'s streams stand now (undefined without it). */
+  streams(): DeterministicStreams | undefined;
   /** Binds WASI to the instance's memory, before any export runs. */
   bind(instance: WebAssembly.Instance): void;
   close(): void;
@@ -56,6 +68,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   const imports: Record<string, WebAssembly.ModuleImports> = {};
   const fds: number[] = [];
   let wasi: import('node:wasi').WASI | undefined;
+  let watched: ReturnType<typeof watchNondeterminism> | undefined;
   if (options.allowWasi) {
     quietExperimentalWarning('WASI');
     const { WASI } = await import('node:wasi'); // loaded only when asked for: it is experimental, and not free
@@ -81,7 +94,8 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       stderr: stdio[2],
       returnOnExit: true,
     });
-    imports[WASI_MODULE] = watchNondeterminism((wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]!, options.deterministic, warn, () => memory, options.clockOffsetNs ?? 0n);
+    watched = watchNondeterminism((wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]!, options, options.run ? () => {} : warn, () => memory);
+    imports[WASI_MODULE] = watched.imports;
   } else if (options.dirs.length + options.mapdirs.length > 0 || options.deterministic) {
     throw new WizError('usage', '--dir, --mapdir and --deterministic need --allow-wasi');
   }
@@ -109,6 +123,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   let memory: WebAssembly.Memory | undefined;
   return {
     imports,
+    streams: () => (options.deterministic ? watched?.streams() : undefined),
     bind(instance) {
       if (!wasi) return;
       // WASI reads and writes the guest's memory: its `memory` export by convention, else its first memory.
@@ -166,11 +181,10 @@ const CLOCK_FUNCS = ['clock_time_get', 'clock_res_get'];
  */
 function watchNondeterminism(
   wasi: WebAssembly.ModuleImports,
-  deterministic: boolean,
+  { deterministic, clockOffsetNs = 0n, streams }: Pick<HostOptions, 'deterministic' | 'clockOffsetNs' | 'streams'>,
   warn: (line: string) => void,
   memory: () => WebAssembly.Memory | undefined,
-  clockOffsetNs: bigint,
-): WebAssembly.ModuleImports {
+): { imports: WebAssembly.ModuleImports; streams(): DeterministicStreams } {
   const warned = new Set<string>();
   const once = (key: string, line: string) => {
     if (!deterministic && !warned.has(key)) {
@@ -178,8 +192,8 @@ function watchNondeterminism(
       warn(line);
     }
   };
-  let state = 0x2545f491; // xorshift32 seed: the same stream on every run
-  let now = 0n;
+  let state = streams?.random ?? 0x2545f491; // xorshift32 seed: the same stream on every run
+  let now = streams ? BigInt(streams.clock) : 0n;
   const EOVERFLOW = 61; // what Node's WASI returns for a range outside guest memory
   const EINVAL = 28;
   /** A view of guest memory, or undefined when the range is out of bounds. */
@@ -222,5 +236,5 @@ function watchNondeterminism(
       return shift(0);
     };
   }
-  return wrapped;
+  return { imports: wrapped, streams: () => ({ random: state, clock: String(now) }) };
 }

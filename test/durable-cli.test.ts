@@ -10,6 +10,7 @@ import { assemble } from '../src/parse/assemble.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { PROVENANCE_SECTION } from '../src/snapshot/provenance.ts';
 import { tempDir, wiz } from './helpers/run.ts';
+import { createHost } from '../cli/host.ts';
 import { wat } from './helpers/wat.ts';
 
 const cToolchain = hasCToolchain();
@@ -146,6 +147,43 @@ describe('wiz run and wiz resume', () => {
     expect(wiz(['diff', '--store', store, 'w1@2', 'w1@2']).status).toBe(0);
     const missing = wiz(['resume', '--store', store, '--id', 'nobody', '--answer', '1']);
     expect(missing.stderr).toMatch(/^wiz: no worker "nobody" in /);
+  });
+
+  test('--deterministic streams go on across resumes: clock and random bytes as in one uninterrupted run', async () => {
+    const text = `(module
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+      (import "rpc" "wait" (func $wait))
+      (memory (export "memory") 1)
+      (func (export "main") (param $n i32) (local $i i32)
+        (loop $l
+          (drop (call $clock (i32.const 0) (i64.const 1) (i32.add (i32.const 64) (i32.mul (local.get $i) (i32.const 16)))))
+          (drop (call $random (i32.add (i32.const 72) (i32.mul (local.get $i) (i32.const 16))) (i32.const 8)))
+          (call $wait)
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))))`;
+    const dir = tempDir();
+    const app = join(dir, 'app.wasm');
+    writeFileSync(app, await wat(text));
+    const durable = join(dir, 'd.wasm');
+    ok(['asyncify', app, '-o', durable, '--suspend-on', 'rpc.wait']);
+    const state = join(dir, 's.wasm');
+    let line = ok(['run', durable, '--allow-wasi', '--deterministic', '--invoke', 'main(4)', '-o', state]).at(-1)!;
+    while (line.startsWith('suspended:')) line = ok(['resume', state, '--allow-wasi', '--deterministic', '-o', state]).at(-1)!;
+    expect(line).toBe('main(4)');
+    // The same program answered at once, in one host: the same four readings of each stream.
+    const host = await createHost({ allowWasi: true, inheritStdio: false, inheritEnv: false, dirs: [], mapdirs: [], preloads: [], deterministic: true, stdoutTaken: false, run: true }, () => {});
+    const once = await DurableWorker.start(await loadDurable(readFileSync(durable)), {
+      imports: { ...host.imports, rpc: { wait: () => undefined } }, onInstantiated: (i) => host.bind(i),
+    });
+    expect(once.invoke('main', [4]).status).toBe('returned');
+    host.close();
+    const memoryOf = async (worker: DurableWorker) => new Uint8Array((worker.instance.exports.memory as WebAssembly.Memory).buffer).slice(64, 128);
+    const chained = await memoryOf(await DurableWorker.start(await loadDurable(readFileSync(state))));
+    expect(chained).toEqual(await memoryOf(once));
+    // Four distinct clock readings, 1 ms apart.
+    const clocks = [0, 1, 2, 3].map((i) => new DataView(chained.buffer, i * 16, 8).getBigUint64(0, true));
+    expect(clocks).toEqual([1_000_000n, 2_000_000n, 3_000_000n, 4_000_000n]);
   });
 
   test.runIf(cToolchain)('a C program awaiting RPC replies under WASI: results, stdout and memory as uninterrupted', async () => {

@@ -7,7 +7,7 @@ import { concat } from '../parse/writer.ts';
 import { takeSnapshot, type GlobalBits, type Ref, type StateReader } from '../snapshot/state.ts';
 import { DEFAULT_CHUNK_SIZE, IMAGE_FORMAT, sha256Hex, type ImageChunks, type ImageGlobal, type ImageTable, type StateImage } from './image.ts';
 import { RUNTIME } from './layout.ts';
-import { checkSuspended, DurableWorker, GLOBAL_SIZE, suspendedSections, type DurableModule, type WorkerOptions } from './worker.ts';
+import { checkSuspended, DurableWorker, GLOBAL_SIZE, stateSections, type DurableModule, type WorkerOptions } from './worker.ts';
 
 export interface CaptureOptions {
   /** Chunk size in bytes, a power of two from 4 KiB to 16 MiB (default 64 KiB). */
@@ -66,6 +66,7 @@ export async function captureImage(worker: DurableWorker, options: CaptureOption
   const image: StateImage = {
     format: IMAGE_FORMAT, module: worker.durable.digest, chunkSize, memories, globals, tables, dropped,
     ...(suspended && { suspended: structuredClone(suspended) }),
+    ...(worker.host && { host: structuredClone(worker.host) }),
   };
   return { image, chunks };
 }
@@ -73,7 +74,7 @@ export async function captureImage(worker: DurableWorker, options: CaptureOption
 /** Restores `image` into a fresh instance of `durable`, without compiling anything. Every claim is checked first. */
 export async function restoreWorker(durable: DurableModule, image: StateImage, chunks: ImageChunks, options: WorkerOptions = {}): Promise<DurableWorker> {
   checkImage(durable, image, chunks);
-  const worker = await DurableWorker.start({ ...durable, suspended: undefined }, options);
+  const worker = await DurableWorker.start({ ...durable, suspended: undefined, host: undefined }, options);
   const exports = worker.instance.exports as Record<string, unknown>;
   const { instrumented, layout } = durable;
   image.memories.forEach((m, ordinal) => {
@@ -131,7 +132,10 @@ export async function restoreWorker(durable: DurableModule, image: StateImage, c
   layout.droppable.forEach((d, k) => {
     if (image.dropped[d.kind].includes(d.index)) drop(k);
   });
-  DurableWorker.attach(worker, image.suspended);
+  if (image.host !== undefined && (image.host === null || typeof image.host !== 'object' || Array.isArray(image.host))) {
+    throw new WizError('malformed', 'the state image\'s host record is not an object');
+  }
+  DurableWorker.attach(worker, image.suspended, image.host);
   return worker;
 }
 
@@ -145,7 +149,7 @@ export async function materialize(durable: DurableModule, image: StateImage, chu
   return concat(await writeSnapshot(durable.instrumented, async () => reader, {
     ...options,
     keepInstrumentation: true,
-    ...suspendedSections(image.suspended),
+    ...stateSections(image.suspended, image.host),
   }, false));
 }
 

@@ -62,6 +62,8 @@ export interface StateImage {
   dropped: { data: number[]; elem: number[] };
   /** Present when the program is suspended inside a call. */
   suspended?: SuspendedCall;
+  /** What the host keeps for the program beside its state (the CLI: `--deterministic`'s streams); the host checks it. */
+  host?: Record<string, unknown>;
 }
 
 /** Chunk contents by digest (lowercase hex SHA-256 of the bytes). */

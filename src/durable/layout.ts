@@ -13,6 +13,8 @@ export const LAYOUT_SECTION = 'wiz.durable';
 export const LAYOUT_FORMAT = 'wiz.durable/1';
 /** The custom section of a state `.wasm` that records the call it is suspended in. */
 export const SUSPENDED_SECTION = 'wiz.suspended';
+/** The custom section of a state `.wasm` that keeps what the host keeps for the program (JSON, the host's to check). */
+export const HOST_SECTION = 'wiz.host';
 
 /** Export names of wiz's runtime in a durable module. */
 export const RUNTIME = {

@@ -12,7 +12,7 @@ import { formatInvocation, parseValue, showValue } from '../run/invoke.ts';
 import { concat } from '../parse/writer.ts';
 import { instanceReader, type GlobalBits, type StateReader } from '../snapshot/state.ts';
 import { sha256Hex, type CallRecord, type SuspendedCall } from './image.ts';
-import { ASYNCIFY, jsonSection, readLayout, RUNTIME, SUSPENDED_SECTION, type DurableLayout } from './layout.ts';
+import { ASYNCIFY, HOST_SECTION, jsonSection, readLayout, RUNTIME, SUSPENDED_SECTION, type DurableLayout } from './layout.ts';
 
 /** A durable module read from untrusted bytes: validated, its instrumentation and layout checked, compiled. */
 export interface DurableModule {
@@ -24,6 +24,8 @@ export interface DurableModule {
   layout: DurableLayout;
   /** The call a state `.wasm` is suspended in (its `wiz.suspended` section), checked against the module. */
   suspended: SuspendedCall | undefined;
+  /** What the host keeps for the program (its `wiz.host` section): a JSON object, for the host to check. */
+  host: Record<string, unknown> | undefined;
 }
 
 export interface LoadDurableOptions {
@@ -53,6 +55,10 @@ export async function loadDurable(bytes: Uint8Array, options: LoadDurableOptions
   const layout = readLayout(context);
   if (!layout) throw new WizError('usage', 'the module is not prepared for durable runs (no wiz.durable section): run wiz asyncify on it first');
   const suspended = readSuspended(context, layout);
+  const host = jsonSection(context, HOST_SECTION);
+  if (host !== undefined && (host === null || typeof host !== 'object' || Array.isArray(host))) {
+    throw new WizError('malformed', `the module's "${HOST_SECTION}" section is not a JSON object`);
+  }
   const instrumented: InstrumentedModule = {
     context,
     bytes,
@@ -64,7 +70,7 @@ export async function loadDurable(bytes: Uint8Array, options: LoadDurableOptions
     },
     reparsed: true,
   };
-  return { bytes, digest: `sha256:${await sha256Hex(bytes)}`, module, instrumented, layout, suspended };
+  return { bytes, digest: `sha256:${await sha256Hex(bytes)}`, module, instrumented, layout, suspended, host: host as Record<string, unknown> | undefined };
 }
 
 /** The `wiz.suspended` record of a state `.wasm`, checked against the module. */
@@ -136,6 +142,8 @@ export class DurableWorker {
   readonly instance: WebAssembly.Instance;
   private readonly live: LiveInstance;
   private suspendedCall: SuspendedCall | undefined;
+  /** What the host keeps for the program, saved with it (e.g. where `--deterministic`'s streams stand). */
+  host: Record<string, unknown> | undefined;
   private promise: Promise<unknown> | undefined;
   private rewinding: { pending: string; answer: unknown } | undefined;
   private entryArgs: unknown[] = [];
@@ -155,13 +163,15 @@ export class DurableWorker {
     const imports = suspendingImports(durable, options.imports ?? {}, () => worker!);
     const live = await instantiate(durable.instrumented.context, durable.module, { imports, onInstantiated: options.onInstantiated, run: true });
     worker = new DurableWorker(durable, live, durable.suspended);
+    worker.host = durable.host;
     if (worker.suspendedCall) worker.entryArgs = worker.entryValues(worker.suspendedCall.entry);
     return worker;
   }
 
   /** @internal Used by `restoreWorker`: the worker after its state was written into it. */
-  static attach(worker: DurableWorker, suspended: SuspendedCall | undefined): void {
+  static attach(worker: DurableWorker, suspended: SuspendedCall | undefined, host: Record<string, unknown> | undefined): void {
     worker.suspendedCall = suspended;
+    worker.host = host;
     worker.entryArgs = suspended ? worker.entryValues(suspended.entry) : [];
   }
 
@@ -345,7 +355,7 @@ export class DurableWorker {
     return writeSnapshot(this.durable.instrumented, () => this.stateReader(), {
       ...options,
       keepInstrumentation: true,
-      ...suspendedSections(this.suspendedCall),
+      ...stateSections(this.suspendedCall, this.host),
     }, true);
   }
 
@@ -357,12 +367,15 @@ export class DurableWorker {
 
 export const GLOBAL_SIZE: Record<string, number> = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 };
 
-/** The custom sections a snapshot writes for a suspended call: the record, or none. */
-export function suspendedSections(suspended: SuspendedCall | undefined): Pick<SnapshotOptions, 'customSections' | 'dropCustomSections' | 'removeExports'> {
-  // `_initialize` ran (or the program never needs it again): a state is resumed, never initialized anew.
-  const removeExports = ['_initialize'];
-  if (!suspended) return { dropCustomSections: [SUSPENDED_SECTION], removeExports };
-  return { customSections: [{ name: SUSPENDED_SECTION, bytes: new TextEncoder().encode(JSON.stringify(suspended)) }], removeExports };
+/** The custom sections a durable snapshot writes: the suspended call and the host's record, each or none. */
+export function stateSections(suspended: SuspendedCall | undefined, host: Record<string, unknown> | undefined): Pick<SnapshotOptions, 'customSections' | 'dropCustomSections' | 'removeExports'> {
+  const json = (name: string, value: unknown) => ({ name, bytes: new TextEncoder().encode(JSON.stringify(value)) });
+  return {
+    customSections: [...(suspended ? [json(SUSPENDED_SECTION, suspended)] : []), ...(host ? [json(HOST_SECTION, host)] : [])],
+    dropCustomSections: [...(suspended ? [] : [SUSPENDED_SECTION]), ...(host ? [] : [HOST_SECTION])],
+    // `_initialize` ran (or the program never needs it again): a state is resumed, never initialized anew.
+    removeExports: ['_initialize'],
+  };
 }
 
 /** A value for a wasm parameter or result of `type`, from a JS value or text. */
