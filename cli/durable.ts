@@ -161,6 +161,43 @@ export function addDurableCommands(cli: Command): void {
       }
     });
 
+  addHostOptions(cli.command('fork')
+    .description('copy a worker of a store into COUNT new workers ID.0 … ID.N-1, each told its number through its wiz-fork export')
+    .requiredOption('--count <n>', 'how many copies'))
+    .action(async (flags: DurableFlags & { count: string }) => {
+      const where = target(flags);
+      if (!('store' in where)) throw usage('wiz fork works on a store: --store DIR --id NAME');
+      const count = Number(flags.count);
+      if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) throw usage(`--count takes a number from 1 to 10000, not "${flags.count}"`);
+      const { captureImage, loadDurable, openStore, restoreWorker } = await durableApi();
+      const store = await openStore(where.store);
+      try {
+        const saved = await store.load(where.id);
+        if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
+        const bytes = await store.getModule(saved.image.module);
+        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
+        const durable = await loadDurable(bytes);
+        for (let n = 0; n < count; n++) {
+          const id = `${where.id}.${n}`;
+          if ((await store.generations(id)).length > 0) throw new WizError('usage', `worker "${id}" exists in ${where.store}`);
+        }
+        let hooked = true;
+        for (let n = 0; n < count; n++) {
+          await withHost(flags, saved.image.host, async (options, saveHost) => {
+            const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
+            hooked = worker.fork(n);
+            worker.host = saveHost() ?? worker.host;
+            const { image, chunks } = await captureImage(worker, { previous: saved });
+            await store.save(`${where.id}.${n}`, image, chunks);
+          });
+          writeSync(flags.output === '-' ? 2 : 1, `forked: ${where.id}.${n}\n`);
+        }
+        if (!hooked) warn('the module exports no "wiz-fork" hook: the copies are identical, random streams included');
+      } finally {
+        await store.close();
+      }
+    });
+
   cli.command('materialize')
     .description('write a worker\'s state image from a store as the .wasm that wiz resume reads')
     .requiredOption('--store <dir>', 'the store')

@@ -186,6 +186,40 @@ describe('wiz run and wiz resume', () => {
     expect(clocks).toEqual([1_000_000n, 2_000_000n, 3_000_000n, 4_000_000n]);
   });
 
+  test('wiz fork: copies of a suspended worker, each reseeded through its wiz-fork hook, go on apart', async () => {
+    // A PRNG seeded at init (here: a constant) is shared by every copy of a snapshot unless the copies reseed it.
+    const program = (hook: boolean) => `(module
+      (import "rpc" "wait" (func $wait))
+      (memory (export "memory") 1)
+      (global $seed (mut i32) (i32.const 0x2545f491))
+      (func $next (result i32)
+        (global.set $seed (i32.xor (global.get $seed) (i32.shl (global.get $seed) (i32.const 13))))
+        (global.set $seed (i32.xor (global.get $seed) (i32.shr_u (global.get $seed) (i32.const 17))))
+        (global.set $seed (i32.xor (global.get $seed) (i32.shl (global.get $seed) (i32.const 5))))
+        (global.get $seed))
+      ${hook ? '(func (export "wiz-fork") (param $n i32) (global.set $seed (i32.xor (global.get $seed) (i32.mul (i32.add (local.get $n) (i32.const 1)) (i32.const 0x9e3779b9)))))' : ''}
+      (func (export "roll") (result i32) (call $wait) (call $next)))`;
+    const dir = tempDir();
+    const rolls: Record<string, string[]> = {};
+    const original: Record<string, string> = {};
+    for (const hook of [true, false]) {
+      const app = join(dir, `app-${hook}.wasm`);
+      writeFileSync(app, await wat(program(hook)));
+      const store = join(dir, `store-${hook}`);
+      expect(ok(['run', app, '--suspend-on', 'rpc.wait', '--invoke', 'roll', '--store', store, '--id', 'w'])).toEqual(['suspended: rpc.wait()']);
+      const forked = wiz(['fork', '--store', store, '--id', 'w', '--count', '3']);
+      expect(forked.stdout.toString()).toBe('forked: w.0\nforked: w.1\nforked: w.2\n');
+      expect(forked.stderr).toBe(hook ? '' : 'wiz: warning: the module exports no "wiz-fork" hook: the copies are identical, random streams included\n');
+      rolls[String(hook)] = [0, 1, 2].map((n) => ok(['resume', '--store', store, '--id', `w.${n}`])[0]!);
+      original[String(hook)] = ok(['resume', '--store', store, '--id', 'w'])[0]!;
+    }
+    expect(new Set(rolls.true).size).toBe(3);
+    expect(new Set(rolls.false).size).toBe(1);
+    // The original is untouched by its copies: it rolls what an unforked program rolls.
+    expect(original.true).toBe(rolls.false![0]);
+    expect(original.false).toBe(rolls.false![0]);
+  });
+
   test.runIf(cToolchain)('a C program awaiting RPC replies under WASI: results, stdout and memory as uninterrupted', async () => {
     const rpc = buildCFixtures().rpc!;
     const dir = tempDir();

@@ -205,6 +205,20 @@ test('mutated state files are refused with one line or resume correctly: never a
   expect(outcomes.refused).toBeGreaterThan(60);
 });
 
+test('a fork hook that would suspend is stopped with one line; a module without one is told so', async () => {
+  const text = `(module
+    (import "rpc" "wait" (func $wait))
+    (func (export "wiz-fork") (param i32) (call $wait))
+    (func (export "main") (call $wait)))`;
+  const worker = await DurableWorker.start(await loadDurable(await asyncify(await wat(text), { suspendOn: ['rpc.wait'] })));
+  worker.invoke('main');
+  expect(() => worker.fork(1)).toThrow(/^the fork hook "wiz-fork" called rpc.wait, which may suspend: a hook must run to its end$/);
+  expect(worker.suspended?.pending.name).toBe('rpc.wait'); // still waiting where it was
+  expect(worker.resume().line).toBe('main()');
+  const plain = await DurableWorker.start(await loadDurable(await prepared()));
+  expect(plain.fork(0)).toBe(false);
+});
+
 describe('an untrusted state is checked before it runs', () => {
   test('a suspended call that names no suspending import, or another buffer, is refused in one line', async () => {
     const durable = await loadDurable(await prepared());

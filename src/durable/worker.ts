@@ -147,6 +147,8 @@ export class DurableWorker {
   private promise: Promise<unknown> | undefined;
   private rewinding: { pending: string; answer: unknown } | undefined;
   private entryArgs: unknown[] = [];
+  /** A hook runs: a suspending import may not suspend now. */
+  private inHook = false;
   /** How far into wiz's buffer the stack being rewound reaches (cleared once rewound). */
   private used = 0;
 
@@ -235,6 +237,26 @@ export class DurableWorker {
     if (outcome.status === 'suspended') throw new WizError('usage', `_initialize suspended in ${outcome.pending.name}: a program cannot wait before it is initialized`);
   }
 
+  /**
+   * Tells a forked copy of the program which fork it is: calls its `wiz-fork` export (`[i32] -> []`) with `n`, if
+   * it has one, so that it can reseed what must differ between copies (a PRNG seeded at init: forks sharing one
+   * random stream is the classic bug of snapshot systems). Returns whether the program has the hook. The hook
+   * must not suspend; it may run while the program is suspended in an import.
+   */
+  fork(n: number): boolean {
+    if (!Number.isSafeInteger(n) || n < 0 || n > 0x7fffffff) throw new WizError('usage', `a fork number is an integer from 0 to 2^31-1, not ${n}`);
+    const type = exportType(this.durable.instrumented.context, FORK_HOOK);
+    if (!type) return false;
+    if (type.params.join() !== 'i32' || type.results.length > 0) throw new WizError('usage', `the module's "${FORK_HOOK}" export must be of type [i32] -> [], not [${type.params.join(' ')}] -> [${type.results.join(' ')}]`);
+    this.inHook = true;
+    try {
+      this.live.call(FORK_HOOK, [n], `the fork hook "${FORK_HOOK}"`);
+    } finally {
+      this.inHook = false;
+    }
+    return true;
+  }
+
   /** Runs export `name` to its end, awaiting each Promise a suspending host import returns (no save in between). */
   async run(name: string, args: readonly unknown[] = []): Promise<unknown> {
     let outcome = this.invoke(name, args);
@@ -305,6 +327,7 @@ export class DurableWorker {
       this.clearStack();
       return rewinding.answer;
     }
+    if (this.inHook) throw new WizError('usage', `the fork hook "${FORK_HOOK}" called ${spec}, which may suspend: a hook must run to its end`);
     let value: unknown;
     if (host) {
       value = host(...args);
@@ -364,6 +387,9 @@ export class DurableWorker {
     return concat(await this.snapshotParts(options));
   }
 }
+
+/** The export a forked program is told its fork number through. */
+export const FORK_HOOK = 'wiz-fork';
 
 export const GLOBAL_SIZE: Record<string, number> = { i32: 4, i64: 8, f32: 4, f64: 8, v128: 16 };
 
