@@ -18,10 +18,10 @@ export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/
 export { parseInvocation, formatInvocation, type Invocation } from './run/invoke.ts';
 export { inspectModule, decodeConstExpr, INIT_FUNCTION_NAMES, type ModuleInspection, type ConstValue, type GlobalInfo, type MemoryInfo, type TableInfo, type SectionInfo } from './inspect/inspect.ts';
 export { asyncify, DEFAULT_STACK_SIZE, type AsyncifyOptions } from './durable/asyncify.ts';
-export { DurableWorker, loadDurable, type DurableModule, type LoadDurableOptions, type Outcome, type WorkerOptions } from './durable/worker.ts';
+export { DurableWorker, loadDurable, FORK_HOOK, type DurableModule, type LoadDurableOptions, type Outcome, type WorkerOptions } from './durable/worker.ts';
 export { captureImage, restoreWorker, materialize, checkImage, type CaptureOptions } from './durable/capture.ts';
 export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord } from './durable/image.ts';
-export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, type DurableLayout } from './durable/layout.ts';
+export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, HOST_SECTION, type DurableLayout } from './durable/layout.ts';
 export { diffModules, diffImages, type StateDiff, type GlobalDiff, type MemoryDiff, type TableDiff, type DiffOptions } from './diff/diff.ts';
 export { createImageStore, type ImageStore, type ImageStoreOptions, type StoreDriver, type SavedGeneration, type LoadedGeneration } from './durable/store.ts';
 export { memoryDriver } from './durable/stores/memory.ts';
