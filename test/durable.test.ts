@@ -219,6 +219,19 @@ test('a fork hook that would suspend is stopped with one line; a module without 
   expect(plain.fork(0)).toBe(false);
 });
 
+test('a stack deeper than wiz\'s unwind buffer is named as such, with the flag that gives more room', async () => {
+  const text = `(module
+    (import "rpc" "wait" (func $wait))
+    (func $down (param $n i32) (local $a i64) (local $b i64) (local $c i64)
+      (if (local.get $n) (then (call $down (i32.sub (local.get $n) (i32.const 1)))) (else (call $wait))))
+    (func (export "main") (param $n i32) (call $down (local.get $n))))`;
+  const small = await loadDurable(await asyncify(await wat(text), { suspendOn: ['rpc.wait'], stackSize: 1024 }));
+  const worker = await DurableWorker.start(small);
+  expect(() => worker.invoke('main', [10_000])).toThrow(/^the program's stack did not fit in wiz's unwind buffer \(\d+ bytes\) when it suspended in rpc.wait: run wiz asyncify with a larger --stack-size$/);
+  const ok = await DurableWorker.start(small);
+  expect(ok.invoke('main', [10]).line).toBe('suspended: rpc.wait()'); // shallow enough
+});
+
 describe('an untrusted state is checked before it runs', () => {
   test('a suspended call that names no suspending import, or another buffer, is refused in one line', async () => {
     const durable = await loadDurable(await prepared());

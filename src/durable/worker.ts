@@ -268,7 +268,17 @@ export class DurableWorker {
   }
 
   private enter(entry: CallRecord, results: readonly ValType[]): Outcome {
-    const result = this.live.call(entry.name, this.entryArgs, `the export "${entry.name}"`);
+    let result: unknown;
+    try {
+      result = this.live.call(entry.name, this.entryArgs, `the export "${entry.name}"`);
+    } catch (e) {
+      // Asyncify traps when the frames it unwinds do not fit in its buffer.
+      if (e instanceof WizError && e.code === 'trap' && this.call(ASYNCIFY.getState) === enum_.unwinding) {
+        const { start, end } = this.durable.layout.buffer;
+        throw new WizError('trap', `the program's stack did not fit in wiz's unwind buffer (${end - start} bytes) when it suspended in ${this.suspendedCall?.pending.name}: run wiz asyncify with a larger --stack-size`);
+      }
+      throw e;
+    }
     const state = this.call(ASYNCIFY.getState) as number;
     if (state === enum_.unwinding) {
       this.call(ASYNCIFY.stopUnwind);
