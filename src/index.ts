@@ -26,3 +26,4 @@ export { diffModules, diffImages, type StateDiff, type GlobalDiff, type MemoryDi
 export { createImageStore, type ImageStore, type ImageStoreOptions, type StoreDriver, type SavedGeneration, type LoadedGeneration } from './durable/store.ts';
 export { memoryDriver } from './durable/stores/memory.ts';
 export { indexedDBDriver, type IndexedDBDriverOptions } from './durable/stores/indexeddb.ts';
+export { journalImports, memoryLog, formatCall, encodeEntry, decodeEntry, WASI_CALLS, WASI_EFFECTS, wasiCallClass, type Journal, type JournalOptions, type JournalLog, type JournalEntry, type JournalValue, type JournalResult, type MemoryWrite, type WasiCallClass } from './journal/index.ts';
