@@ -4,6 +4,7 @@ import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { WizError } from '../src/errors.ts';
 import type { DurableModule, DurableWorker, Outcome, WorkerOptions } from '../src/durable/worker.ts';
+import type { ImageStore } from '../src/durable/store.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
 import { createHost, hostOptionsOf, type DeterministicStreams, type HostFlags } from './host.ts';
@@ -143,11 +144,7 @@ export function addDurableCommands(cli: Command): void {
       }
       const store = await openStore(where.store);
       try {
-        const saved = await store.load(where.id);
-        if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
-        const bytes = await store.getModule(saved.image.module);
-        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
-        const durable = await loadDurable(bytes);
+        const { saved, durable } = await loadStored(store, where.store, where.id);
         await withHost(flags, saved.image.host, async (options, saveHost) => {
           const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
           const outcome = resume(worker, flags.answer);
@@ -169,14 +166,10 @@ export function addDurableCommands(cli: Command): void {
       if (!('store' in where)) throw usage('wiz fork works on a store: --store DIR --id NAME');
       const count = Number(flags.count);
       if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) throw usage(`--count takes a number from 1 to 10000, not "${flags.count}"`);
-      const { captureImage, loadDurable, openStore, restoreWorker } = await durableApi();
+      const { captureImage, openStore, restoreWorker } = await durableApi();
       const store = await openStore(where.store);
       try {
-        const saved = await store.load(where.id);
-        if (!saved) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
-        const bytes = await store.getModule(saved.image.module);
-        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
-        const durable = await loadDurable(bytes);
+        const { saved, durable } = await loadStored(store, where.store, where.id);
         for (let n = 0; n < count; n++) {
           const id = `${where.id}.${n}`;
           if ((await store.generations(id)).length > 0) throw new WizError('usage', `worker "${id}" exists in ${where.store}`);
@@ -209,14 +202,11 @@ export function addDurableCommands(cli: Command): void {
       if (output === '-' && process.stdout.isTTY) throw usage('refusing to write a binary module to a terminal; pass -o FILE');
       const generation = opts.generation === undefined ? undefined : Number(opts.generation);
       if (generation !== undefined && !(Number.isSafeInteger(generation) && generation >= 0)) throw usage(`--generation takes a number, not "${opts.generation}"`);
-      const { loadDurable, materialize, openStore } = await durableApi();
+      const { materialize, openStore } = await durableApi();
       const store = await openStore(opts.store);
       try {
-        const saved = await store.load(opts.id, generation);
-        if (!saved) throw new WizError('usage', `no worker "${opts.id}"${generation === undefined ? '' : ` generation ${generation}`} in ${opts.store}`);
-        const bytes = await store.getModule(saved.image.module);
-        if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module}`);
-        writeOutput(output, [await materialize(await loadDurable(bytes), saved.image, saved.chunks, { onWarning: warn })]);
+        const { saved, durable } = await loadStored(store, opts.store, opts.id, generation);
+        writeOutput(output, [await materialize(durable, saved.image, saved.chunks, { onWarning: warn })]);
       } finally {
         await store.close();
       }
@@ -265,6 +255,16 @@ async function withHost(
   } finally {
     host.close();
   }
+}
+
+/** A worker's saved generation (the latest by default) from a store, and the durable module it belongs to. */
+async function loadStored(store: ImageStore, dir: string, id: string, generation?: number) {
+  const { loadDurable } = await durableApi();
+  const saved = await store.load(id, generation);
+  if (!saved) throw new WizError('usage', `no worker "${id}"${generation === undefined ? '' : ` generation ${generation}`} in ${dir}`);
+  const bytes = await store.getModule(saved.image.module);
+  if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${id}"`);
+  return { saved, durable: await loadDurable(bytes) };
 }
 
 /** Resumes with `--answer`, which the pending import's type requires or forbids. */

@@ -18,6 +18,7 @@
 // full record the chain starts from (what changed since); a full record is written when the delta is not smaller.
 import { WizError } from '../errors.ts';
 import { IMAGE_FORMAT, sha256Hex, type ImageChunks, type StateImage } from './image.ts';
+import { BinaryWriter } from '../parse/writer.ts';
 
 /** Key → bytes, the one thing a back-end provides. Keys are ASCII, `/`-separated, never empty segments. */
 export interface StoreDriver {
@@ -132,43 +133,7 @@ interface Generation {
   inline: Map<string, Uint8Array>;
 }
 
-/** A growing byte buffer with LEB128 numbers. */
-class ByteWriter {
-  bytes = new Uint8Array(256);
-  length = 0;
-
-  room(n: number): void {
-    if (this.length + n <= this.bytes.length) return;
-    const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.length + n));
-    grown.set(this.bytes.subarray(0, this.length));
-    this.bytes = grown;
-  }
-
-  byte(b: number): void {
-    this.room(1);
-    this.bytes[this.length++] = b;
-  }
-
-  varint(n: number): void {
-    while (n >= 0x80) {
-      this.byte((n % 0x80) | 0x80);
-      n = Math.floor(n / 0x80);
-    }
-    this.byte(n);
-  }
-
-  raw(b: Uint8Array): void {
-    this.room(b.length);
-    this.bytes.set(b, this.length);
-    this.length += b.length;
-  }
-
-  finish(): Uint8Array {
-    return this.bytes.slice(0, this.length);
-  }
-}
-
-/** Reads what ByteWriter writes, within `end`; anything out of bounds goes to `fail`. */
+/** Reads what BinaryWriter writes, within `end`; anything out of bounds goes to `fail`. */
 class ByteReader {
   pos: number;
   readonly bytes: Uint8Array;
@@ -216,7 +181,7 @@ const MIN_ZEROS = 4;
  */
 function packChunk(bytes: Uint8Array): Uint8Array {
   const n = bytes.length;
-  const w = new ByteWriter();
+  const w = new BinaryWriter();
   let i = 0;
   while (i < n) {
     let z = i;
@@ -229,8 +194,8 @@ function packChunk(bytes: Uint8Array): Uint8Array {
         break;
       }
     }
-    w.varint(z - i);
-    w.varint(j - z);
+    w.u32(z - i);
+    w.u32(j - z);
     w.raw(bytes.subarray(z, j));
     if (w.length >= n) return bytes;
     i = j;
@@ -355,15 +320,15 @@ async function encodeRecord(
   inlineForms: ReadonlyMap<string, Uint8Array>,
   parent: Generation | undefined,
 ): Promise<Uint8Array> {
-  const w = new ByteWriter();
+  const w = new BinaryWriter();
   w.raw(new Uint8Array(MAGIC));
   w.byte(VERSION);
   const sameImage = parent !== undefined && parent.rest === rest;
-  w.varint((parent ? DELTA : 0) | (sameImage ? SAME_IMAGE : 0));
-  if (parent) w.varint(parent.generation);
+  w.u32((parent ? DELTA : 0) | (sameImage ? SAME_IMAGE : 0));
+  if (parent) w.u32(parent.generation);
   if (!sameImage) {
     const json = utf8.encode(rest);
-    w.varint(json.length);
+    w.u32(json.length);
     w.raw(json);
   }
   const table = new Map<string, number>();
@@ -375,23 +340,23 @@ async function encodeRecord(
       let n = 1;
       if (parent && copies(k)) {
         while (k + n < list.length && copies(k + n)) n++;
-        w.varint(n * 8 + COPY);
+        w.u32(n * 8 + COPY);
       } else {
         const d = list[k]!;
         while (k + n < list.length && list[k + n] === d && !(parent && copies(k + n))) n++;
         const seen = d === null ? undefined : table.get(d);
         const form = d === null ? undefined : inlineForms.get(d);
-        if (d === null) w.varint(n * 8 + ZERO);
+        if (d === null) w.u32(n * 8 + ZERO);
         else if (seen !== undefined) {
-          w.varint(n * 8 + REF);
-          w.varint(seen);
+          w.u32(n * 8 + REF);
+          w.u32(seen);
         } else if (form) {
-          w.varint(n * 8 + INLINE);
-          w.varint(form.length);
+          w.u32(n * 8 + INLINE);
+          w.u32(form.length);
           w.raw(form);
           table.set(d, table.size);
         } else {
-          w.varint(n * 8 + NEW);
+          w.u32(n * 8 + NEW);
           w.raw(fromHex(d));
           table.set(d, table.size);
         }
