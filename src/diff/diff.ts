@@ -2,7 +2,7 @@
 // between two state images: globals bit for bit, memory bytes, table slots, sizes. Static: nothing is run.
 import { IMAGE_FORMAT, type ImageChunks, type ImageGlobal, type StateImage } from '../durable/image.ts';
 import { WizError } from '../errors.ts';
-import { decodeConstExpr, type ConstValue } from '../inspect/inspect.ts';
+import { decodeConstExpr, firstEndingAfter, insertInterval, type ConstValue } from '../inspect/inspect.ts';
 import { parseModule, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { ModuleContext, Range } from '../parse/types.ts';
@@ -350,7 +350,7 @@ function resolveOverlaps<T>(writes: Piece<T>[]): Piece<T>[] {
   const out: Piece<T>[] = [];
   for (let w = writes.length - 1; w >= 0; w--) {
     const p = writes[w]!;
-    let i = firstEndingAfter(covered, p.start);
+    const i = firstEndingAfter(covered, p.start);
     let at = p.start;
     for (let k = i; k < covered.length && covered[k]![0] < p.end; k++) {
       const [cs, ce] = covered[k]!;
@@ -358,32 +358,12 @@ function resolveOverlaps<T>(writes: Piece<T>[]): Piece<T>[] {
       at = Math.max(at, ce);
     }
     if (at < p.end) out.push({ ...p, start: at, end: p.end, offset: p.offset + (at - p.start) });
-    // Merge [p.start, p.end) into the covered list.
-    let start = p.start;
-    let end = p.end;
-    i = firstEndingAfter(covered, start - 1); // intervals that touch the write merge with it
-    let j = i;
-    while (j < covered.length && covered[j]![0] <= end) {
-      start = Math.min(start, covered[j]![0]);
-      end = Math.max(end, covered[j]![1]);
-      j++;
-    }
-    covered.splice(i, j - i, [start, end]);
+    insertInterval(covered, p.start, p.end);
   }
   return out.sort((x, y) => x.start - y.start);
 }
 
 /** Index of the first interval whose end is above `pos`. */
-function firstEndingAfter(list: [number, number][], pos: number): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (list[mid]![1] <= pos) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** Image memory as pieces: one per non-zero chunk (all-zero chunks are no piece). */
 function chunkPieces(side: string, chunkSize: number, m: StateImage['memories'][number], chunks: ImageChunks): Piece<Uint8Array>[] {

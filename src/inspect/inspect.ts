@@ -311,9 +311,8 @@ function countNonZero(bytes: Uint8Array, from: number, to: number): number {
 }
 
 /** Adds [start, end) to a sorted list of disjoint intervals, merging what it touches. */
-function insertInterval(list: [number, number][], start: number, end: number): void {
-  let i = 0;
-  while (i < list.length && list[i]![1] < start) i++;
+export function insertInterval(list: [number, number][], start: number, end: number): void {
+  const i = firstEndingAfter(list, start - 1);
   let j = i;
   while (j < list.length && list[j]![0] <= end) {
     start = Math.min(start, list[j]![0]);
@@ -321,4 +320,16 @@ function insertInterval(list: [number, number][], start: number, end: number): v
     j++;
   }
   list.splice(i, j - i, [start, end]);
+}
+
+/** The index of the first interval of a sorted disjoint list that ends after `pos` (binary search). */
+export function firstEndingAfter(list: readonly [number, number][], pos: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]![1] <= pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
