@@ -328,7 +328,7 @@ async function guestCycles(durable: DurableModule, plain: Uint8Array, steps: num
     if (outcome.status === 'suspended') previous = await captureImage(worker, { previous });
   }
   const elapsed = performance.now() - start;
-  const same = outcome.result === expected && equalBytes(guestMemory(worker.instance), guestMemory(ref));
+  const same = outcome.status === 'returned' && outcome.result === expected && equalBytes(guestMemory(worker.instance), guestMemory(ref));
   return { steps, cycles, ms: elapsed, perSecond: cycles / (elapsed / 1000), same, detail: `main(${steps}) = ${String(outcome.status === 'returned' ? outcome.result : '?')} (uninterrupted: ${expected})` };
 }
 

@@ -59,7 +59,7 @@ describe('suspend anywhere, resume anywhere', () => {
     expect(seen[0]).toBe('suspended: rpc.fetch(0)');
     expect(seen).toContain('suspended: rpc.wait()');
     expect(seen.length).toBe(2 * n + 2); // a fetch and a big per round, a wait in rounds 1 and 4
-    expect(outcome.result).toBe(ref.result);
+    expect(outcome).toMatchObject({ status: 'returned', result: ref.result });
     expect(outcome.line).toBe(`main(${n}) = ${ref.result}`);
     expect(observed(worker)).toEqual({ memory: ref.memory, count: ref.count });
 
@@ -86,7 +86,7 @@ describe('suspend anywhere, resume anywhere', () => {
       generations++;
     }
     expect(generations).toBe(2 * n + 2);
-    expect(outcome.result).toBe(ref.result);
+    expect(outcome).toMatchObject({ status: 'returned', result: ref.result });
     expect(observed(worker)).toEqual({ memory: ref.memory, count: ref.count });
   });
 
@@ -115,7 +115,7 @@ describe('suspend anywhere, resume anywhere', () => {
     const second = await restoreWorker(durable, saved.image, saved.chunks, { imports: asyncImports });
     let next = second.resume(value);
     while (next.status === 'suspended') next = second.resume(await next.promise);
-    expect(next.result).toBe(ref.result);
+    expect(next).toMatchObject({ status: 'returned', result: ref.result });
     expect(observed(second)).toEqual({ memory: ref.memory, count: ref.count });
   });
 

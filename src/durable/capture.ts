@@ -5,9 +5,9 @@ import { WizError } from '../errors.ts';
 import { writeSnapshot, type SnapshotOptions } from '../preinitialize.ts';
 import { concat } from '../parse/writer.ts';
 import { takeSnapshot, type GlobalBits, type Ref, type StateReader } from '../snapshot/state.ts';
-import { DEFAULT_CHUNK_SIZE, IMAGE_FORMAT, sha256Hex, type ImageChunks, type ImageGlobal, type ImageTable, type StateImage } from './image.ts';
+import { DEFAULT_CHUNK_SIZE, IMAGE_FORMAT, sha256Hex, type ImageChunks, type ImageGlobal, type ImageTable, type JournalState, type StateImage } from './image.ts';
 import { RUNTIME } from './layout.ts';
-import { checkSuspended, DurableWorker, GLOBAL_SIZE, stateSections, type DurableModule, type WorkerOptions } from './worker.ts';
+import { checkSuspended, DurableWorker, GLOBAL_SIZE, JOURNAL_START, stateSections, type DurableModule, type WorkerOptions } from './worker.ts';
 
 export interface CaptureOptions {
   /** Chunk size in bytes, a power of two from 4 KiB to 16 MiB (default 64 KiB). */
@@ -67,6 +67,7 @@ export async function captureImage(worker: DurableWorker, options: CaptureOption
     format: IMAGE_FORMAT, module: worker.durable.digest, chunkSize, memories, globals, tables, dropped,
     ...(suspended && { suspended: structuredClone(suspended) }),
     ...(worker.host && { host: structuredClone(worker.host) }),
+    ...(worker.journalState && { journal: worker.journalState }),
   };
   return { image, chunks };
 }
@@ -74,7 +75,8 @@ export async function captureImage(worker: DurableWorker, options: CaptureOption
 /** Restores `image` into a fresh instance of `durable`, without compiling anything. Every claim is checked first. */
 export async function restoreWorker(durable: DurableModule, image: StateImage, chunks: ImageChunks, options: WorkerOptions = {}): Promise<DurableWorker> {
   checkImage(durable, image, chunks);
-  const worker = await DurableWorker.start({ ...durable, suspended: undefined, host: undefined }, options);
+  if (options.journal && !image.journal) throw new WizError('usage', 'the state image was not taken from a journaled worker: it has no journal position to replay from');
+  const worker = await DurableWorker.start({ ...durable, suspended: undefined, host: undefined }, { ...options, [JOURNAL_START]: image.journal?.position ?? 0 });
   const exports = worker.instance.exports as Record<string, unknown>;
   const { instrumented, layout } = durable;
   image.memories.forEach((m, ordinal) => {
@@ -135,7 +137,7 @@ export async function restoreWorker(durable: DurableModule, image: StateImage, c
   if (image.host !== undefined && (image.host === null || typeof image.host !== 'object' || Array.isArray(image.host))) {
     throw new WizError('malformed', 'the state image\'s host record is not an object');
   }
-  DurableWorker.attach(worker, image.suspended, image.host);
+  DurableWorker.attach(worker, image.suspended, image.host, image.journal);
   return worker;
 }
 
@@ -236,6 +238,18 @@ export function checkImage(durable: DurableModule, image: StateImage, chunks: Im
     if (!Array.isArray(list) || list.some((i) => !layout.droppable.some((d) => d.kind === kind && d.index === i))) bad(`names dropped ${kind} segments the module cannot drop`);
   }
   if (image.suspended !== undefined) checkSuspended(context, layout, image.suspended);
+  if (image.journal !== undefined) {
+    const j = image.journal as Partial<JournalState> | null;
+    if (!j || typeof j !== 'object' || !Number.isSafeInteger(j.position) || j.position! < 0) bad('has a journal record without a position');
+    const next = j!.next as Partial<NonNullable<JournalState['next']>> | undefined;
+    if (next !== undefined) {
+      const entry = next?.entry;
+      if (!next || typeof next.initialize !== 'boolean' || !entry || typeof entry.name !== 'string' || !Array.isArray(entry.args)) bad('plans a run that is not an export call');
+      if (image.suspended) bad('plans a run while suspended');
+      const type = context.exports.find((e) => e.name === entry!.name && e.kind === 'func');
+      if (!type) bad(`plans a run of "${String(entry!.name)}", which the module does not export as a function`);
+    }
+  }
 }
 
 /** Runs of non-null table slots: consecutive function indices (step 1) or one repeated index (step 0). */

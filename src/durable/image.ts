@@ -24,6 +24,16 @@ export interface SuspendedCall {
   pending: CallRecord;
   /** Address of the unwound stack's header in wiz's memory (Asyncify's data structure). */
   buffer: number;
+  /** Stopped for a save, not waiting: resuming makes the pending call (no answer is given). */
+  checkpoint?: boolean;
+}
+
+/** Where a journaled worker's state stands in its journal of host calls. */
+export interface JournalState {
+  /** The journal entries before this position are in the state; replay starts here. */
+  position: number;
+  /** A run planned and not begun: on recovery, `_initialize` (when `initialize`) and then `entry` are called. */
+  next?: { initialize: boolean; entry: CallRecord };
 }
 
 export interface ImageMemory {
@@ -64,6 +74,8 @@ export interface StateImage {
   suspended?: SuspendedCall;
   /** What the host keeps for the program beside its state (the CLI: `--deterministic`'s streams); the host checks it. */
   host?: Record<string, unknown>;
+  /** Present for a journaled worker: the journal position the state covers, and a planned run. */
+  journal?: JournalState;
 }
 
 /** Chunk contents by digest (lowercase hex SHA-256 of the bytes). */

@@ -11,7 +11,9 @@ import { compileModule, instantiate, type LiveInstance } from '../run/initialize
 import { formatInvocation, parseValue, showValue } from '../run/invoke.ts';
 import { concat } from '../parse/writer.ts';
 import { instanceReader, type GlobalBits, type StateReader } from '../snapshot/state.ts';
-import { sha256Hex, type CallRecord, type SuspendedCall } from './image.ts';
+import { decodeEntry, type JournalEntry } from '../journal/entry.ts';
+import { journalImports, type Journal, type JournalOptions } from '../journal/journal.ts';
+import { sha256Hex, type CallRecord, type JournalState, type SuspendedCall } from './image.ts';
 import { ASYNCIFY, HOST_SECTION, jsonSection, readLayout, RUNTIME, SUSPENDED_SECTION, type DurableLayout } from './layout.ts';
 
 /** A durable module read from untrusted bytes: validated, its instrumentation and layout checked, compiled. */
@@ -93,7 +95,15 @@ export function checkSuspended(context: ModuleContext, layout: DurableLayout, ra
   entry!.params.forEach((t, i) => parseValue(s!.entry!.args[i]!, t, `the suspended call's argument ${i + 1}`));
   if (!layout.suspendOn.includes(s!.pending!.name)) bad(`waits in "${s!.pending!.name}", which is not an import that may suspend (${layout.suspendOn.join(', ')})`);
   if (s!.buffer !== layout.buffer.start) bad(`names unwind buffer ${String(s!.buffer)}, not wiz's (${layout.buffer.start})`);
-  return { entry: { name: s!.entry!.name, args: [...s!.entry!.args] }, pending: { name: s!.pending!.name, args: [...s!.pending!.args] }, buffer: s!.buffer! };
+  if (s!.checkpoint !== undefined && typeof s!.checkpoint !== 'boolean') bad('has a checkpoint flag that is not a boolean');
+  const pendingType = importType(context, s!.pending!.name);
+  if (pendingType.params.length !== s!.pending!.args.length) bad(`passes ${s!.pending!.args.length} arguments to ${s!.pending!.name}, which takes ${pendingType.params.length}`);
+  return {
+    entry: { name: s!.entry!.name, args: [...s!.entry!.args] },
+    pending: { name: s!.pending!.name, args: [...s!.pending!.args] },
+    buffer: s!.buffer!,
+    ...(s!.checkpoint && { checkpoint: true }),
+  };
 }
 
 const isCall = (c: unknown): c is CallRecord =>
@@ -122,7 +132,26 @@ export type Outcome =
     line: string;
     /** What the host's import returned, when it returned a Promise: resume with its value once it settles. */
     promise?: Promise<unknown>;
+  }
+  | {
+    /**
+     * A journaled worker stopped at a call of a suspending import to be saved (`checkpoint` options): save it, then
+     * `resume()` (no answer: the call is then made).
+     */
+    status: 'checkpoint';
+    pending: CallRecord;
+    /** `checkpoint: module.name(args)`. */
+    line: string;
   };
+
+/** How a journaled worker records its host calls. */
+export interface WorkerJournal extends Pick<JournalOptions, 'log' | 'replay' | 'next' | 'onLive' | 'observe' | 'wasiModules'> {
+  /**
+   * Stop for a save (a `checkpoint` outcome) at the first call of a suspending import after this many journaled
+   * calls, or this many milliseconds, since the last outcome.
+   */
+  checkpoint?: { calls?: number; ms?: number };
+}
 
 export interface WorkerOptions {
   /**
@@ -133,7 +162,15 @@ export interface WorkerOptions {
   imports?: WebAssembly.Imports;
   /** Called with the new instance before anything runs in it (e.g. to bind WASI to its memory). */
   onInstantiated?: (instance: WebAssembly.Instance) => void;
+  /**
+   * Journal every host call (src/journal): replayed from `replay` (and `next`) first, then live, appended to `log`
+   * before the guest sees each result. Answers to suspended calls are journaled as the results of those calls.
+   */
+  journal?: WorkerJournal;
 }
+
+/** @internal Where the journal of a restored worker starts. */
+export const JOURNAL_START = Symbol('journal start');
 
 const enum_ = { normal: 0, unwinding: 1, rewinding: 2 } as const;
 
@@ -145,36 +182,131 @@ export class DurableWorker {
   /** What the host keeps for the program, saved with it (e.g. where `--deterministic`'s streams stand). */
   host: Record<string, unknown> | undefined;
   private promise: Promise<unknown> | undefined;
-  private rewinding: { pending: string; answer: unknown } | undefined;
+  private rewinding: { pending: string; answer: unknown; checkpoint: boolean } | undefined;
   private entryArgs: unknown[] = [];
   /** A hook runs: a suspending import may not suspend now. */
   private inHook = false;
   /** How far into wiz's buffer the stack being rewound reaches (cleared once rewound). */
   private used = 0;
+  /** The journal of host calls, when the worker keeps one. */
+  readonly journal: Journal | undefined;
+  private checkpoint: WorkerJournal['checkpoint'];
+  /** Where the journal and the clock stood at the last outcome (checkpoints count from there). */
+  private since = { position: 0, time: 0 };
+  /** A run planned but not begun (saved before it starts, so that a crash inside it can be recovered). */
+  private planned: JournalState['next'];
+  private initializing = false;
 
-  private constructor(durable: DurableModule, live: LiveInstance, suspended: SuspendedCall | undefined) {
+  private constructor(durable: DurableModule, live: LiveInstance, suspended: SuspendedCall | undefined, journal: Journal | undefined) {
     this.durable = durable;
     this.live = live;
     this.instance = live.instance;
     this.suspendedCall = suspended;
+    this.journal = journal;
+    this.since = { position: journal?.position ?? 0, time: Date.now() };
   }
 
   /** A fresh instance of the module (its start function runs); suspended when the module records a suspended call. */
-  static async start(durable: DurableModule, options: WorkerOptions = {}): Promise<DurableWorker> {
+  static async start(durable: DurableModule, options: WorkerOptions & { [JOURNAL_START]?: number } = {}): Promise<DurableWorker> {
     let worker: DurableWorker | undefined;
-    const imports = suspendingImports(durable, options.imports ?? {}, () => worker!);
-    const live = await instantiate(durable.instrumented.context, durable.module, { imports, onInstantiated: options.onInstantiated, run: true });
-    worker = new DurableWorker(durable, live, durable.suspended);
+    let instance: WebAssembly.Instance | undefined;
+    let given = options.imports ?? {};
+    let journal: Journal | undefined;
+    if (options.journal) {
+      const { checkpoint: _, ...journalOptions } = options.journal;
+      const suspending = new Set(durable.layout.suspendOn);
+      // The suspending imports are journaled by the worker itself: their answers may come later, from elsewhere.
+      const plain: Record<string, Record<string, WebAssembly.ImportValue>> = {};
+      for (const [module, values] of Object.entries(given)) {
+        plain[module] = Object.fromEntries(Object.entries(values).filter(([name]) => !suspending.has(`${module}.${name}`)));
+      }
+      journal = journalImports(plain, {
+        ...journalOptions,
+        memory: () => guestMemory(durable, instance!),
+        names: durable.instrumented.context.imports.filter((i) => i.kind === 'func').map((i) => `${i.module}.${i.name}`),
+        start: options[JOURNAL_START] ?? 0,
+      });
+      given = { ...given, ...journal.imports };
+      for (const [module, values] of Object.entries(options.imports ?? {})) given[module] = { ...values, ...journal.imports[module] };
+    }
+    const imports = suspendingImports(durable, given, options.imports ?? {}, () => worker!);
+    const live = await instantiate(durable.instrumented.context, durable.module, {
+      imports,
+      onInstantiated: (i) => {
+        instance = i;
+        options.onInstantiated?.(i);
+      },
+      run: true,
+    });
+    worker = new DurableWorker(durable, live, durable.suspended, journal);
+    worker.checkpoint = options.journal?.checkpoint;
     worker.host = durable.host;
     if (worker.suspendedCall) worker.entryArgs = worker.entryValues(worker.suspendedCall.entry);
     return worker;
   }
 
   /** @internal Used by `restoreWorker`: the worker after its state was written into it. */
-  static attach(worker: DurableWorker, suspended: SuspendedCall | undefined, host: Record<string, unknown> | undefined): void {
+  static attach(worker: DurableWorker, suspended: SuspendedCall | undefined, host: Record<string, unknown> | undefined, journal?: JournalState): void {
     worker.suspendedCall = suspended;
     worker.host = host;
     worker.entryArgs = suspended ? worker.entryValues(suspended.entry) : [];
+    worker.planned = journal?.next && { initialize: journal.next.initialize, entry: { name: journal.next.entry.name, args: [...journal.next.entry.args] } };
+    if (worker.planned) worker.entryValues(worker.planned.entry);
+  }
+
+  /**
+   * Where the worker's journal stands, and the run it is to make when planned but not begun: what a state image of
+   * a journaled worker records (undefined without a journal).
+   */
+  get journalState(): JournalState | undefined {
+    if (!this.journal) return undefined;
+    return { position: this.journal.position, ...(this.planned && { next: structuredClone(this.planned) }) };
+  }
+
+  /**
+   * Plans a run of export `name` (after `_initialize` when `initialize`), to be made by `continue()`: a journaled
+   * worker is saved with its plan before it starts, so that a crash inside the run is recovered by replay.
+   */
+  plan(name: string, args: readonly unknown[] = [], initialize = false): void {
+    if (this.suspendedCall) throw new WizError('usage', `the program is suspended in ${this.suspendedCall.pending.name}; resume it first`);
+    const type = exportType(this.durable.instrumented.context, name);
+    if (!type) throw new WizError('usage', `the module exports no function "${name}"`);
+    if (type.params.length !== args.length) throw new WizError('usage', `"${name}" takes ${type.params.length} arguments, not ${args.length}`);
+    const entry = { name, args: args.map(showValue) };
+    this.entryValues(entry); // the arguments read back as they are
+    this.planned = { initialize: initialize && typeof this.instance.exports._initialize === 'function', entry };
+  }
+
+  /**
+   * Does what the worker has to do next: the planned run, or the resumption of a suspended call (with `answer`
+   * when it waits for one the journal does not hold; at a checkpoint, none). How a journaled worker is recovered:
+   * restored from its latest image, it replays its journal through this and goes on live.
+   */
+  continue(answer?: unknown): Outcome {
+    const planned = this.planned;
+    if (planned) {
+      this.planned = undefined;
+      if (planned.initialize) this.initialize();
+      return this.invoke(planned.entry.name, this.entryValues(planned.entry));
+    }
+    if (this.suspendedCall) return this.resume(answer);
+    throw new WizError('usage', 'the program is neither suspended nor about to run: there is nothing to continue');
+  }
+
+  /**
+   * The journal's recorded answer to the call the program is suspended in, when the journal holds one (a crash
+   * came after the answer was given): `continue()` then replays it, whatever answer it is given.
+   */
+  recordedAnswer(): JournalEntry | undefined {
+    const suspended = this.suspendedCall;
+    if (!this.journal || !suspended || suspended.checkpoint || !this.journal.recorded()) return undefined;
+    const entry = this.journal.peek();
+    return entry && decodeEntry(entry, this.journal.position);
+  }
+
+  /** Whether the worker waits for an answer that only its host can give (not at a checkpoint, not in its journal). */
+  get awaiting(): boolean {
+    return !!this.suspendedCall && !this.suspendedCall.checkpoint && !this.recordedAnswer();
   }
 
   /** The call the program waits in, if it is suspended. */
@@ -205,6 +337,7 @@ export class DurableWorker {
     if (!type) throw new WizError('usage', `the module exports no function "${name}"`);
     if (type.params.length !== args.length) throw new WizError('usage', `"${name}" takes ${type.params.length} arguments, not ${args.length}`);
     this.entryArgs = [...args];
+    this.planned = undefined;
     const entry: CallRecord = { name, args: args.map(showValue) };
     return this.enter(entry, type.results);
   }
@@ -218,10 +351,12 @@ export class DurableWorker {
     if (!suspended) throw new WizError('usage', 'the program is not suspended: there is nothing to resume');
     const type = importType(this.durable.instrumented.context, suspended.pending.name);
     const results = exportType(this.durable.instrumented.context, suspended.entry.name)!.results;
-    const value = type.results.length === 0 ? undefined : coerce(answer, type.results[0]!, `the answer to ${suspended.pending.name}`);
+    // At a checkpoint the call is made when rewound; a journal that holds the answer gives it in replay.
+    const given = type.results.length > 0 && !suspended.checkpoint && !(this.journal && this.journal.recorded());
+    const value = given ? coerce(answer, type.results[0]!, `the answer to ${suspended.pending.name}`) : undefined;
     this.suspendedCall = undefined;
     this.promise = undefined;
-    this.rewinding = { pending: suspended.pending.name, answer: value };
+    this.rewinding = { pending: suspended.pending.name, answer: value, checkpoint: suspended.checkpoint ?? false };
     this.used = this.bufferTop();
     this.call(ASYNCIFY.startRewind, [suspended.buffer]);
     return this.enter(suspended.entry, results);
@@ -233,8 +368,14 @@ export class DurableWorker {
    */
   initialize(): void {
     if (typeof this.instance.exports._initialize !== 'function') return;
-    const outcome = this.invoke('_initialize');
-    if (outcome.status === 'suspended') throw new WizError('usage', `_initialize suspended in ${outcome.pending.name}: a program cannot wait before it is initialized`);
+    this.initializing = true;
+    let outcome: Outcome;
+    try {
+      outcome = this.invoke('_initialize');
+    } finally {
+      this.initializing = false;
+    }
+    if (outcome.status !== 'returned') throw new WizError('usage', `_initialize suspended in ${outcome.pending.name}: a program cannot wait before it is initialized`);
   }
 
   /**
@@ -260,7 +401,11 @@ export class DurableWorker {
   /** Runs export `name` to its end, awaiting each Promise a suspending host import returns (no save in between). */
   async run(name: string, args: readonly unknown[] = []): Promise<unknown> {
     let outcome = this.invoke(name, args);
-    while (outcome.status === 'suspended') {
+    while (outcome.status !== 'returned') {
+      if (outcome.status === 'checkpoint') {
+        outcome = this.resume();
+        continue;
+      }
       if (!outcome.promise) throw new WizError('usage', `the program is suspended in ${outcome.pending.name}, and no host import answers it`);
       outcome = this.resume(await outcome.promise);
     }
@@ -280,11 +425,14 @@ export class DurableWorker {
       throw e;
     }
     const state = this.call(ASYNCIFY.getState) as number;
+    this.since = { position: this.journal?.position ?? 0, time: Date.now() };
     if (state === enum_.unwinding) {
       this.call(ASYNCIFY.stopUnwind);
       const pending = this.suspendedCall!.pending;
       this.suspendedCall = { ...this.suspendedCall!, entry };
-      return { status: 'suspended', pending, line: `suspended: ${pending.name}(${pending.args.join(', ')})`, ...(this.promise && { promise: this.promise }) };
+      const call = `${pending.name}(${pending.args.join(', ')})`;
+      if (this.suspendedCall.checkpoint) return { status: 'checkpoint', pending, line: `checkpoint: ${call}` };
+      return { status: 'suspended', pending, line: `suspended: ${call}`, ...(this.promise && { promise: this.promise }) };
     }
     if (state === enum_.rewinding || this.rewinding) {
       const pending = this.rewinding?.pending ?? 'the pending import';
@@ -335,14 +483,39 @@ export class DurableWorker {
       this.call(ASYNCIFY.stopRewind);
       this.rewinding = undefined;
       this.clearStack();
-      return rewinding.answer;
+      // At a checkpoint the call was not made yet: it is made now, as if the program had never stopped.
+      if (rewinding.checkpoint) return this.perform(spec, args, host, result);
+      return this.journal ? this.journal.call(spec, args, () => rewinding.answer) : rewinding.answer;
     }
     if (this.inHook) throw new WizError('usage', `the fork hook "${FORK_HOOK}" called ${spec}, which may suspend: a hook must run to its end`);
+    if (this.journal) {
+      // Completed in the recorded run (answered, or made by the host): replayed, no suspension.
+      if (this.journal.recorded()) return this.journal.call(spec, args, () => undefined);
+      if (this.checkpointDue()) return this.unwind(spec, args, result, undefined, true);
+    }
+    return this.perform(spec, args, host, result);
+  }
+
+  /** Whether a journaled worker is due for a checkpoint (never inside `_initialize`). */
+  private checkpointDue(): boolean {
+    const c = this.checkpoint;
+    if (!c || this.initializing || !this.journal) return false;
+    return (c.calls !== undefined && this.journal.position - this.since.position >= c.calls) || (c.ms !== undefined && Date.now() - this.since.time >= c.ms);
+  }
+
+  /** A live call of a suspending import: the host answers now, or the program suspends (until its Promise settles). */
+  private perform(spec: string, args: unknown[], host: ((...a: unknown[]) => unknown) | undefined, result: ValType | undefined): unknown {
     let value: unknown;
     if (host) {
-      value = host(...args);
+      value = this.journal ? this.journal.call(spec, args, host, true) : host(...args);
       if (!(value instanceof Promise)) return value;
     }
+    return this.unwind(spec, args, result, value as Promise<unknown> | undefined, false);
+  }
+
+  /** Unwinds the program out of the suspending import `spec` into wiz's buffer. */
+  private unwind(spec: string, args: unknown[], result: ValType | undefined, promise: Promise<unknown> | undefined, checkpoint: boolean): unknown {
+    const value = promise;
     const { start, end } = this.durable.layout.buffer;
     const view = new DataView(this.wizMemory.buffer);
     view.setUint32(start, start + 8, true);
@@ -350,7 +523,7 @@ export class DurableWorker {
     this.promise = value as Promise<unknown> | undefined;
     this.promise?.catch(() => {}); // the host awaits it, or saves the program and never does
     const pending = { name: spec, args: args.map(showValue) };
-    this.suspendedCall = { entry: { name: '', args: [] }, pending, buffer: start };
+    this.suspendedCall = { entry: { name: '', args: [] }, pending, buffer: start, ...(checkpoint && { checkpoint: true }) };
     this.call(ASYNCIFY.startUnwind, [start]);
     return result === 'i64' ? 0n : result === undefined ? undefined : 0;
   }
@@ -429,15 +602,24 @@ function coerce(value: unknown, type: ValType, what: string): unknown {
 }
 
 /** The host's imports, with each suspending import wrapped so that it can unwind and rewind the program. */
-function suspendingImports(durable: DurableModule, given: WebAssembly.Imports, worker: () => DurableWorker): WebAssembly.Imports {
+function suspendingImports(durable: DurableModule, given: WebAssembly.Imports, hosts: WebAssembly.Imports, worker: () => DurableWorker): WebAssembly.Imports {
   const imports: Record<string, Record<string, WebAssembly.ImportValue>> = {};
   for (const [module, values] of Object.entries(given)) imports[module] = { ...values };
   for (const spec of durable.layout.suspendOn) {
     const imp = durable.instrumented.context.imports.find((i) => i.kind === 'func' && `${i.module}.${i.name}` === spec)!;
-    const host = given[imp.module]?.[imp.name];
+    const host = hosts[imp.module]?.[imp.name];
     if (host !== undefined && typeof host !== 'function') throw new WizError('usage', `the import "${spec}" must be a function`);
     const result = importType(durable.instrumented.context, spec).results[0];
     (imports[imp.module] ??= {})[imp.name] = (...args: unknown[]) => worker().suspendingCall(spec, args, host as ((...a: unknown[]) => unknown) | undefined, result);
   }
   return imports;
+}
+
+/** The memory WASI and the journal read: the module's `memory` export, else its first memory. */
+function guestMemory(durable: DurableModule, instance: WebAssembly.Instance): WebAssembly.Memory {
+  const memory = instance.exports.memory;
+  if (memory instanceof WebAssembly.Memory) return memory;
+  const first = durable.instrumented.memories[0];
+  if (!first) throw new WizError('unsupported', 'a journaled program needs a memory for its host calls to write into');
+  return instance.exports[first.exportName] as WebAssembly.Memory;
 }

@@ -2,9 +2,12 @@ import { WizError } from '../errors.ts';
 import { EntryWriter, decodeEntry, isJournalValue, type JournalEntry, type JournalResult, type JournalValue, type MemoryWrite } from './entry.ts';
 import { wasiBefore, wasiCallClass, wasiWrites, type GuestMemory, type SizesOf } from './wasi.ts';
 
-/** Where entries go. `append` must return only once the entry is durable: the guest sees the result after it. */
+/**
+ * Where entries go. `append` must return only once the entry is durable: the guest sees the result after it. It is
+ * told the entry's position; a log that finds that position taken (another writer) must throw.
+ */
 export interface JournalLog {
-  append(entry: Uint8Array): void;
+  append(entry: Uint8Array, position: number): void;
 }
 
 /** A log in memory (tests, or a host that persists entries itself). */
@@ -35,6 +38,31 @@ export interface JournalOptions {
   names?: readonly string[];
   /** The journal position of the first entry of `replay` (or of the first new entry): e.g. a snapshot's. */
   start?: number;
+  /**
+   * Asked for the entry at `position` once `replay` is used up, before the run goes live: an entry to replay, or
+   * undefined to go live. A replica following a worker waits here for the next entry (or for its turn to lead).
+   */
+  next?: (position: number) => Uint8Array | undefined;
+  /** Called once, when replay ends and before the first live call: e.g. to reopen the files the guest holds. */
+  onLive?: (position: number) => void;
+  /**
+   * Told every call once it completed, replayed or live (with what it wrote in guest memory): hosts keep what the
+   * guest's calls did to them (open files, deterministic streams) in step through replay.
+   */
+  observe?: (call: ObservedCall) => void;
+}
+
+/** A completed call, as `observe` sees it. */
+export interface ObservedCall {
+  spec: string;
+  /** The function's name within its module (`fd_write`). */
+  name: string;
+  wasi: boolean;
+  args: readonly JournalValue[];
+  result: JournalResult;
+  writes: readonly MemoryWrite[];
+  replayed: boolean;
+  position: number;
 }
 
 export interface Journal {
@@ -47,8 +75,19 @@ export interface Journal {
    * at a crash runs again under the same position); between calls, the next call's position.
    */
   readonly position: number;
-  /** True while recorded entries remain to be replayed. */
+  /** True while recorded entries remain to be replayed (or `next` may still give some). */
   readonly replaying: boolean;
+  /**
+   * Journals one call of import `spec` (a name of the table) made by the guest: replayed when an entry is due,
+   * else performed by `host` and appended. How a host answers a call the journal does not wrap itself (an import
+   * that suspended and is answered later). With `deferrable`, a live host's Promise is returned as it is and nothing
+   * is appended: the call is journaled when it is answered (by a later `call` at the same position).
+   */
+  call(spec: string, args: readonly unknown[], host: (...args: unknown[]) => unknown, deferrable?: boolean): unknown;
+  /** Whether the entry at the current position is recorded (asks `next` once replay is used up). */
+  recorded(): boolean;
+  /** The entry at the current position, if recorded. */
+  peek(): Uint8Array | undefined;
 }
 
 const DEFAULT_WASI = ['wasi_snapshot_preview1'];
@@ -65,11 +104,27 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
   const wasi = new Set(options.wasiModules ?? DEFAULT_WASI);
   const names = options.names ?? functionNames(imports);
   const indexOf = new Map(names.map((n, i) => [n, i]));
-  const replay = options.replay ?? [];
+  const replay = [...(options.replay ?? [])];
   const start = options.start ?? 0;
   const writer = new EntryWriter();
   let cursor = 0;
   let inCall = false;
+  let live = false;
+  const hostModules = new Map<string, Record<string, unknown>>(Object.entries(imports).map(([m, v]) => [m, v as Record<string, unknown>]));
+
+  /** The entry at the cursor, if recorded: from `replay`, else from `next`; going live (once) when there is none. */
+  const due = (): Uint8Array | undefined => {
+    if (live) return undefined;
+    if (cursor < replay.length) return replay[cursor];
+    const more = options.next?.(start + cursor);
+    if (more) {
+      replay.push(more);
+      return more;
+    }
+    live = true;
+    options.onLive?.(start + cursor);
+    return undefined;
+  };
 
   const journal = {
     imports: {} as Record<string, Record<string, WebAssembly.ImportValue>>,
@@ -78,11 +133,22 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
       return start + cursor;
     },
     get replaying() {
-      return cursor < replay.length;
+      return !live && (cursor < replay.length || options.next !== undefined);
     },
+    call: (spec: string, args: readonly unknown[], host: (...args: unknown[]) => unknown, deferrable?: boolean): unknown => {
+      const dot = spec.indexOf('.');
+      const module = spec.slice(0, dot);
+      return call(spec, spec.slice(dot + 1), host, wasi.has(module), hostModules.get(module) ?? {}, [...args], deferrable);
+    },
+    recorded: () => due() !== undefined,
+    peek: () => due(),
   };
 
-  const call = (spec: string, name: string, host: HostFunction, isWasi: boolean, hostModule: Record<string, unknown>, args: unknown[]): unknown => {
+  const observe = (spec: string, name: string, isWasi: boolean, args: JournalValue[], result: JournalResult, writes: readonly MemoryWrite[], replayed: boolean, position: number) => {
+    options.observe?.({ spec, name, wasi: isWasi, args, result, writes, replayed, position });
+  };
+
+  const call = (spec: string, name: string, host: HostFunction, isWasi: boolean, hostModule: Record<string, unknown>, args: unknown[], deferrable = false): unknown => {
     if (inCall) throw new WizError('unsupported', `${spec} was called while a journaled host call was running: journaled imports cannot re-enter the guest`);
     const index = indexOf.get(spec);
     if (index === undefined) throw new WizError('usage', `the journal's import table has no ${spec}`);
@@ -93,8 +159,8 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
     const position = start + cursor;
     writer.reset();
     writer.call(index, values);
-    if (cursor < replay.length) {
-      const recorded = replay[cursor]!;
+    const recorded = due();
+    if (recorded) {
       const entry = decodeEntry(recorded, position);
       if (entry.import >= names.length) throw new WizError('malformed', `journal entry ${position} names import ${entry.import}, beyond the table of ${names.length}`);
       // Calls encode canonically and self-delimit, so equal leading bytes mean the same import and argument bits.
@@ -102,7 +168,9 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
         throw new WizError('trap', `replay diverged at journal entry ${position}: expected ${formatCall(names[entry.import]!, entry.args)}, got ${formatCall(spec, values)}`);
       }
       cursor++;
-      return replayed(entry, spec, position, options.memory());
+      const value = replayed(entry, spec, position, options.memory());
+      observe(spec, name, isWasi, values, entry.result, entry.writes, true, position);
+      return value;
     }
     let before: unknown;
     try {
@@ -115,18 +183,24 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
     try {
       result = host(...args);
     } catch (e) {
-      writer.result({ kind: 'threw', message: e instanceof Error ? e.message : String(e) });
+      const threw: JournalResult = { kind: 'threw', message: e instanceof Error ? e.message : String(e) };
+      writer.result(threw);
       writer.writes([]);
-      options.log.append(writer.finish());
+      options.log.append(writer.finish(), position);
       cursor++;
+      observe(spec, name, isWasi, values, threw, [], false, position);
       throw e;
     } finally {
       inCall = false;
     }
-    writer.result(resultOf(spec, result));
-    writer.writes(isWasi ? wasiMemoryWrites(spec, name, values, result, before, options.memory(), hostModule) : []);
-    options.log.append(writer.finish());
+    if (deferrable && typeof (result as { then?: unknown } | null)?.then === 'function') return result;
+    const outcome = resultOf(spec, result);
+    const writes = isWasi ? wasiMemoryWrites(spec, name, values, result, before, options.memory(), hostModule) : [];
+    writer.result(outcome);
+    writer.writes(writes);
+    options.log.append(writer.finish(), position);
     cursor++;
+    observe(spec, name, isWasi, values, outcome, writes, false, position);
     return result;
   };
 

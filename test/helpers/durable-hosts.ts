@@ -51,7 +51,7 @@ export function durableHost(wiz, load) {
   async function report(worker, outcome) {
     const { image, chunks } = await wiz.captureImage(worker);
     const state = toWire(image, chunks);
-    if (outcome.status === 'suspended') return { image, chunks, step: { status: 'suspended', line: outcome.line, pending: outcome.pending, state } };
+    if (outcome.status !== 'returned') return { image, chunks, step: { status: 'suspended', line: outcome.line, pending: outcome.pending, state } };
     const e = worker.instance.exports;
     const memory = toBase64(new Uint8Array(e.memory.buffer));
     return { image, chunks, step: { status: 'returned', line: outcome.line, result: String(outcome.result), memory, count: e.count.value, state } };
@@ -111,7 +111,7 @@ export async function nodeHost(bytes: Uint8Array): Promise<Host> {
   const report = async (worker: DurableWorker, outcome: Outcome): Promise<Step> => {
     const { image, chunks } = await captureImage(worker);
     const state = toWire(image, chunks);
-    if (outcome.status === 'suspended') return { status: 'suspended', line: outcome.line, pending: outcome.pending, state };
+    if (outcome.status !== 'returned') return { status: 'suspended', line: outcome.line, pending: outcome.pending, state };
     const e = worker.instance.exports;
     return {
       status: 'returned', line: outcome.line, result: String(outcome.result),
