@@ -7,17 +7,18 @@ import type { DurableModule, DurableWorker, Outcome, WorkerOptions } from '../sr
 import type { ImageStore } from '../src/durable/store.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
-import { createHost, hostOptionsOf, type DeterministicStreams, type HostFlags } from './host.ts';
+import { hostOptionsOf, withHost, type HostFlags } from './host.ts';
 import { readInput, writeOutput } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
+import { DEFAULT_LEASE_MS, type StoreJournal } from './stores/journal.ts';
 
 // Loaded when a durable command runs: `wiz init` and the others do not pay for them at start-up.
 const durableApi = async () => {
-  const [asyncifying, capture, layout, worker, stores] = await Promise.all([
+  const [asyncifying, capture, layout, worker, stores, journals, files] = await Promise.all([
     import('../src/durable/asyncify.ts'), import('../src/durable/capture.ts'), import('../src/durable/layout.ts'),
-    import('../src/durable/worker.ts'), import('./stores/open.ts'),
+    import('../src/durable/worker.ts'), import('./stores/open.ts'), import('./stores/journal.ts'), import('../src/journal/files.ts'),
   ]);
-  return { ...asyncifying, ...capture, ...layout, ...worker, ...stores };
+  return { ...asyncifying, ...capture, ...layout, ...worker, ...stores, ...journals, ...files };
 };
 
 /** The unwind stack's default size, as `wiz asyncify --help` shows it (src/durable/asyncify.ts). */
@@ -30,6 +31,10 @@ interface DurableFlags extends HostFlags {
   output?: string;
   store?: string;
   id?: string;
+  checkpointCalls?: string;
+  checkpointMs?: string;
+  leaseMs?: string;
+  sync?: string;
 }
 
 /** The host flags of `wiz init`, with the same meaning: what the guest's other imports are. */
@@ -44,8 +49,12 @@ function addHostOptions(cmd: Command): Command {
     .option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0')
     .option('--preload <name=file.wasm>', 'provide another module\'s exports as the imports of module NAME (repeatable)', collect, [] as string[])
     .option('-o, --output <file>', 'where to write the program\'s state (- for stdout)')
-    .option('--store <dir>', 'keep the state as images in a store in DIR (SQLite), instead of a file')
-    .option('--id <name>', 'with --store: the worker\'s name');
+    .option('--store <dir>', 'keep the state as images in a store in DIR (SQLite), with a journal of host calls, instead of a file')
+    .option('--id <name>', 'with --store: the worker\'s name')
+    .option('--checkpoint-calls <n>', 'with --store: save the state at the first call of a suspending import after N journaled calls')
+    .option('--checkpoint-ms <ms>', 'with --store: … or after MS milliseconds')
+    .option('--lease-ms <ms>', `with --store: how long the worker's lease lasts without a call (default ${DEFAULT_LEASE_MS})`)
+    .addOption(new Option('--sync <mode>', 'with --store: full (each journal entry on disk before the guest sees it) or normal (survives a crash of wiz, not of the machine)').choices(['full', 'normal']).default('full'));
 }
 
 const hostOptions = (flags: DurableFlags) => hostOptionsOf(flags, flags.output === '-');
@@ -97,43 +106,42 @@ export function addDurableCommands(cli: Command): void {
       const durable = await durableOf(readInput(input), specs(flags.suspendOn));
       if (durable.suspended) throw new WizError('usage', `the program is suspended in ${durable.suspended.pending.name}: continue it with wiz resume`);
       const call = parseInvocation(durable.instrumented.context, flags.invoke);
-      await withHost(flags, durable.host, async (options, saveHost) => {
-        const named = 'store' in where ? where : undefined;
-        const store = named ? await openStore(named.store) : undefined;
-        try {
-          if (store && named && (await store.generations(named.id)).length > 0) {
-            throw new WizError('usage', `worker "${named.id}" exists in ${named.store}: continue it with wiz resume --store ${named.store} --id ${named.id}`);
-          }
-          const worker = await DurableWorker.start(durable, options);
-          worker.initialize();
-          const outcome = worker.invoke(call.name, call.args);
-          report(outcome, flags);
-          worker.host = saveHost();
-          if (store && named) {
-            await store.putModule(durable.bytes);
-            const { image, chunks } = await captureImage(worker);
-            await store.save(named.id, image, chunks);
-          } else {
-            writeOutput((where as { file: string }).file, await worker.snapshotParts({ onWarning: warn }));
-          }
-        } finally {
-          await store?.close();
-        }
+      if ('store' in where) {
+        await (await import('./journaled.ts')).journaled(flags, where, async (session) => {
+          if (session.latest) throw new WizError('usage', `worker "${where.id}" exists in ${where.store}: continue it with wiz resume --store ${where.store} --id ${where.id}`);
+          // Entries of a run that died before it saved its first state: nothing acknowledged them.
+          session.journal.clear();
+          await session.store.putModule(durable.bytes);
+          const worker = await session.start(durable);
+          worker.plan(call.name, call.args, true);
+          await session.save(worker);
+          await session.drive(worker, () => worker.continue());
+        });
+        return;
+      }
+      await withHost(flags, flags.output === '-', warn, durable.host, async (options, saveHost) => {
+        const worker = await DurableWorker.start(durable, options);
+        worker.initialize();
+        const outcome = worker.invoke(call.name, call.args);
+        report(outcome, flags);
+        worker.host = saveHost();
+        writeOutput(where.file, await worker.snapshotParts({ onWarning: warn }));
       });
     });
 
   addHostOptions(cli.command('resume')
     .description('resume a suspended program: the pending import returns the answer, and it runs on until it returns or suspends again')
     .argument('[input]', 'the suspended program (.wasm written by wiz run or resume); none with --store')
-    .option('--answer <value>', 'what the pending import returns (integers as in --invoke; none for an import without results)'))
-    .action(async (input: string | undefined, flags: DurableFlags & { answer?: string }) => {
+    .option('--answer <value>', 'what the pending import returns (integers as in --invoke; none for an import without results)')
+    .option('--at <position>', 'with --store: the journal position of the call the answer is for (as wiz printed it: @N); an answer given before is not given again'))
+    .action(async (input: string | undefined, flags: DurableFlags & { answer?: string; at?: string }) => {
       const where = target(flags);
       const { DurableWorker, captureImage, loadDurable, openStore, restoreWorker } = await durableApi();
       if ('store' in where && input !== undefined) throw usage('with --store, name the worker with --id, not a file');
       if ('file' in where && input === undefined) throw usage('name the suspended program\'s file (or --store DIR --id NAME)');
       if ('file' in where) {
         const durable = await loadDurable(readInput(input!));
-        await withHost(flags, durable.host, async (options, saveHost) => {
+        await withHost(flags, flags.output === '-', warn, durable.host, async (options, saveHost) => {
           const worker = await DurableWorker.start(durable, options);
           const outcome = resume(worker, flags.answer);
           report(outcome, flags);
@@ -142,20 +150,28 @@ export function addDurableCommands(cli: Command): void {
         });
         return;
       }
-      const store = await openStore(where.store);
-      try {
-        const { saved, durable } = await loadStored(store, where.store, where.id);
-        await withHost(flags, saved.image.host, async (options, saveHost) => {
-          const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
-          const outcome = resume(worker, flags.answer);
-          report(outcome, flags);
-          worker.host = saveHost();
-          const { image, chunks } = await captureImage(worker, { previous: saved });
-          await store.save(where.id, image, chunks);
-        });
-      } finally {
-        await store.close();
-      }
+      const { journaled, suspendedLine, WAITING } = await import('./journaled.ts');
+      await journaled(flags, where, async (session) => {
+        if (!session.latest) throw new WizError('usage', `no worker "${where.id}" in ${where.store}`);
+        const worker = await session.restore();
+        const answer = session.answerFor(worker, flags.answer, flags.at);
+        if (answer === WAITING) {
+          // Nothing to give it: say where it waits (after a crash, the command that found out).
+          writeSync(1, `${suspendedLine(worker)}\n`);
+          return;
+        }
+        await session.drive(worker, () => worker.continue(answer));
+      });
+    });
+
+  addHostOptions(cli.command('follow')
+    .description('follow a worker of a store as a replica: restore its latest state, replay its journal as it grows, and take over when its process dies'))
+    .action(async (flags: DurableFlags) => {
+      const where = target(flags);
+      if (!('store' in where)) throw usage('wiz follow works on a store: --store DIR --id NAME');
+      const { follow } = await import('./follow.ts');
+      const { journaled } = await import('./journaled.ts');
+      await journaled(flags, where, (session) => follow(session, where.id), { lease: false });
     });
 
   addHostOptions(cli.command('fork')
@@ -176,7 +192,7 @@ export function addDurableCommands(cli: Command): void {
         }
         let hooked = true;
         for (let n = 0; n < count; n++) {
-          await withHost(flags, saved.image.host, async (options, saveHost) => {
+          await withHost(flags, flags.output === '-', warn, saved.image.host, async (options, saveHost) => {
             const worker = await restoreWorker(durable, saved.image, saved.chunks, options);
             hooked = worker.fork(n);
             worker.host = saveHost() ?? worker.host;
@@ -230,31 +246,6 @@ async function durableOf(bytes: Uint8Array, suspendOn: string[]): Promise<Durabl
   if (suspendOn.length === 0) throw new WizError('usage', 'the module is not asyncified: name the imports that may suspend with --suspend-on MODULE.NAME (or run wiz asyncify first)');
   requireBinaryen('--suspend-on');
   return loadDurable(await asyncify(bytes, { suspendOn }));
-}
-
-/**
- * Runs `work` with the host the flags describe, for a durable run: `--deterministic`'s streams go on from where the
- * program's saved record (`saved`) left them, and `saveHost()` gives the record to save with the program next.
- */
-async function withHost(
-  flags: DurableFlags,
-  saved: Record<string, unknown> | undefined,
-  work: (options: WorkerOptions, saveHost: () => Record<string, unknown> | undefined) => Promise<void>,
-): Promise<void> {
-  const streams = saved?.deterministic as DeterministicStreams | undefined;
-  if (streams !== undefined && !(Number.isSafeInteger(streams?.random) && typeof streams.clock === 'string' && /^(0|[1-9][0-9]{0,19})$/.test(streams.clock))) {
-    throw new WizError('malformed', 'the program\'s host record has --deterministic streams that are not a number and a clock reading');
-  }
-  if (streams && !flags.deterministic) warn('the program ran with --deterministic before; without it, it now reads the real clock and random bytes');
-  const host = await createHost({ ...hostOptions(flags), run: true, ...(flags.deterministic && streams && { streams }) }, warn);
-  try {
-    await work({ imports: host.imports, onInstantiated: (i) => host.bind(i) }, () => {
-      const now = host.streams();
-      return now ? { deterministic: now } : undefined;
-    });
-  } finally {
-    host.close();
-  }
 }
 
 /** A worker's saved generation (the latest by default) from a store, and the durable module it belongs to. */

@@ -1,6 +1,7 @@
 // What the host provides during init: WASI (Node's own implementation), preloaded modules, determinism.
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { WizError } from '../src/errors.ts';
+import type { WorkerOptions } from '../src/durable/worker.ts';
 
 /** Host options, as plain data (they cross to a child process when a time limit is set). */
 export interface HostOptions {
@@ -58,6 +59,10 @@ export interface Host {
   streams(): DeterministicStreams | undefined;
   /** Binds WASI to the instance's memory, before any export runs. */
   bind(instance: WebAssembly.Instance): void;
+  /** Node's WASI functions themselves (not wrapped), to reopen files a recovered guest holds; undefined without WASI. */
+  wasi: Record<string, unknown> | undefined;
+  /** Tells the host a WASI call was replayed from a journal: `--deterministic`'s streams move on as if it was made. */
+  replayed(name: string, args: readonly unknown[]): void;
   close(): void;
 }
 
@@ -68,6 +73,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   const imports: Record<string, WebAssembly.ModuleImports> = {};
   const fds: number[] = [];
   let wasi: import('node:wasi').WASI | undefined;
+  let raw: Record<string, unknown> | undefined;
   let watched: ReturnType<typeof watchNondeterminism> | undefined;
   if (options.allowWasi) {
     quietExperimentalWarning('WASI');
@@ -94,7 +100,8 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       stderr: stdio[2],
       returnOnExit: true,
     });
-    watched = watchNondeterminism((wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]!, options, options.run ? () => {} : warn, () => memory);
+    raw = (wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]! as Record<string, unknown>;
+    watched = watchNondeterminism(raw as WebAssembly.ModuleImports, options, options.run ? () => {} : warn, () => memory);
     imports[WASI_MODULE] = watched.imports;
   } else if (options.dirs.length + options.mapdirs.length > 0 || options.deterministic) {
     throw new WizError('usage', '--dir, --mapdir and --deterministic need --allow-wasi');
@@ -124,6 +131,10 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   return {
     imports,
     streams: () => (options.deterministic ? watched?.streams() : undefined),
+    wasi: raw,
+    replayed: (name, args) => {
+      if (options.deterministic) watched?.replayed(name, args);
+    },
     bind(instance) {
       if (!wasi) return;
       // WASI reads and writes the guest's memory: its `memory` export by convention, else its first memory.
@@ -184,7 +195,7 @@ function watchNondeterminism(
   { deterministic, clockOffsetNs = 0n, streams }: Pick<HostOptions, 'deterministic' | 'clockOffsetNs' | 'streams'>,
   warn: (line: string) => void,
   memory: () => WebAssembly.Memory | undefined,
-): { imports: WebAssembly.ModuleImports; streams(): DeterministicStreams } {
+): { imports: WebAssembly.ModuleImports; streams(): DeterministicStreams; replayed(name: string, args: readonly unknown[]): void } {
   const warned = new Set<string>();
   const once = (key: string, line: string) => {
     if (!deterministic && !warned.has(key)) {
@@ -203,6 +214,12 @@ function watchNondeterminism(
     return mem && start + len <= mem.buffer.byteLength ? new DataView(mem.buffer, start, len) : undefined;
   };
   const wrapped: WebAssembly.ModuleImports = { ...wasi };
+  const nextByte = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state & 0xff;
+  };
   const forward = (name: string, args: unknown[]) => (wasi[name] as (...a: unknown[]) => number)(...args);
   wrapped.random_get = (...args: unknown[]) => {
     once('random', 'the module read random bytes (random_get) during init: every instance of the snapshot starts with the same ones (pass --deterministic for reproducible builds, and reseed at run time)');
@@ -210,12 +227,7 @@ function watchNondeterminism(
     const [ptr, len] = args as [number, number];
     const view = guest(ptr, len >>> 0);
     if (!view) return EOVERFLOW;
-    for (let i = 0; i < view.byteLength; i++) {
-      state ^= state << 13;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      view.setUint8(i, state & 0xff);
-    }
+    for (let i = 0; i < view.byteLength; i++) view.setUint8(i, nextByte());
     return 0;
   };
   for (const name of CLOCK_FUNCS) {
@@ -236,5 +248,45 @@ function watchNondeterminism(
       return shift(0);
     };
   }
-  return { imports: wrapped, streams: () => ({ random: state, clock: String(now) }) };
+  return {
+    imports: wrapped,
+    streams: () => ({ random: state, clock: String(now) }),
+    // A replayed call is given its recorded bytes; the streams move on as the call made live would have moved them.
+    replayed: (name, args) => {
+      if (name === 'random_get') {
+        for (let i = (args[1] as number) >>> 0; i > 0; i--) nextByte();
+      } else if (name === 'clock_time_get') {
+        const id = args[0] as number;
+        if (id >= 0 && id <= 3) now += 1_000_000n;
+      }
+    },
+  };
 }
+
+/**
+ * Runs `work` with the host the flags describe, for a durable run: `--deterministic`'s streams go on from where the
+ * program's saved record (`saved`) left them, and `saveHost()` gives the record to save with the program next.
+ */
+export async function withHost(
+  flags: HostFlags,
+  stdoutTaken: boolean,
+  warn: (line: string) => void,
+  saved: Record<string, unknown> | undefined,
+  work: (options: WorkerOptions, saveHost: () => Record<string, unknown> | undefined, host: Host) => Promise<void>,
+): Promise<void> {
+  const streams = saved?.deterministic as DeterministicStreams | undefined;
+  if (streams !== undefined && !(Number.isSafeInteger(streams?.random) && typeof streams.clock === 'string' && /^(0|[1-9][0-9]{0,19})$/.test(streams.clock))) {
+    throw new WizError('malformed', 'the program\'s host record has --deterministic streams that are not a number and a clock reading');
+  }
+  if (streams && !flags.deterministic) warn('the program ran with --deterministic before; without it, it now reads the real clock and random bytes');
+  const host = await createHost({ ...hostOptionsOf(flags, stdoutTaken), run: true, ...(flags.deterministic && streams && { streams }) }, warn);
+  try {
+    await work({ imports: host.imports, onInstantiated: (i) => host.bind(i) }, () => {
+      const now = host.streams();
+      return now ? { deterministic: now } : undefined;
+    }, host);
+  } finally {
+    host.close();
+  }
+}
+

@@ -9,6 +9,7 @@ export type WizErrorCode =
   | 'trap' // the start function or the init function trapped
   | 'import-call' // an import without a host implementation was called during init
   | 'timeout' // the init function did not finish in the time allowed
+  | 'journal' // a journaled worker cannot go on: its lease is lost, or what it held cannot be restored
   | 'usage'; // bad options
 
 /** The one error class of wiz: a code to branch on and a one-line message a user can act on. */

@@ -119,27 +119,38 @@ describe('wiz run and wiz resume', () => {
     ok(['asyncify', app, '-o', durable, '--suspend-on', 'host.ask,host.tick']);
     const store = join(dir, 'store');
     const file = join(dir, 'file.wasm');
-    let line = ok(['run', durable, '--invoke', 'main(2, 5)', '--store', store, '--id', 'w1']).at(-1)!;
-    // The same steps as files, beside it: each generation of the store materializes to that step's file.
+    // A store's worker is journaled: a suspension names the journal position its answer goes to.
+    const stored = (args: string[]) => {
+      const out = ok(args).at(-1)!;
+      const m = /^(suspended: .*) @(\d+)$/.exec(out);
+      if (m) positions.push(Number(m[2]));
+      return m ? m[1]! : out;
+    };
+    const positions: number[] = [];
+    let line = stored(['run', durable, '--invoke', 'main(2, 5)', '--store', store, '--id', 'w1']);
+    // The same steps as files, beside it: each generation of the store (after the first, saved before the run
+    // starts) materializes to that step's file.
     expect(ok(['run', durable, '--invoke', 'main(2, 5)', '-o', file]).at(-1)).toBe(line);
     const again = wiz(['run', durable, '--invoke', 'main(2, 5)', '--store', store, '--id', 'w1']);
     expect(again.stderr).toMatch(/^wiz: worker "w1" exists in .*: continue it with wiz resume --store/);
     let generation = 0;
     while (line.startsWith('suspended:')) {
       const materialized = join(dir, `g${generation}.wasm`);
-      ok(['materialize', '--store', store, '--id', 'w1', '--generation', String(generation), '-o', materialized]);
+      ok(['materialize', '--store', store, '--id', 'w1', '--generation', String(generation + 1), '-o', materialized]);
       // Their lineage differs (a file's parent is the previous file, an image's module is the durable one).
       expect(withoutProvenance(readFileSync(materialized))).toEqual(withoutProvenance(readFileSync(file)));
       const answer = answerOf(line);
       const args = answer ? ['--answer', answer] : [];
-      line = ok(['resume', '--store', store, '--id', 'w1', ...args]).at(-1)!;
+      line = stored(['resume', '--store', store, '--id', 'w1', ...args]);
       expect(ok(['resume', file, ...args, '-o', file]).at(-1)).toBe(line);
       generation++;
     }
     expect(line).toBe('main(2, 5) = 17'); // 1 + 11, plus 5
     expect(generation).toBe(4);
-    // Generation 1 waits in host.ask(0) after the first tick; at 3 the sum holds the first answer.
-    const diff = wiz(['diff', '--store', store, 'w1@1', 'w1@3']);
+    // Each suspension is one journal entry after the previous one: the answer (and no other host call) between.
+    expect(positions).toEqual([0, 1, 2, 3]);
+    // Generation 2 waits in host.ask(0) after the first tick; at 4 the sum holds the first answer.
+    const diff = wiz(['diff', '--store', store, 'w1@2', 'w1@4']);
     expect(diff.status).toBe(1);
     expect(diff.stdout.toString()).toMatch(/^global 0 i32: 0x00000000 \(0\) -> 0x00000001 \(1\)$/m);
     expect(diff.stdout.toString()).toMatch(/^memory 0 \[0x0, 0x1\): 1 byte differs$/m);
@@ -206,7 +217,7 @@ describe('wiz run and wiz resume', () => {
       const app = join(dir, `app-${hook}.wasm`);
       writeFileSync(app, await wat(program(hook)));
       const store = join(dir, `store-${hook}`);
-      expect(ok(['run', app, '--suspend-on', 'rpc.wait', '--invoke', 'roll', '--store', store, '--id', 'w'])).toEqual(['suspended: rpc.wait()']);
+      expect(ok(['run', app, '--suspend-on', 'rpc.wait', '--invoke', 'roll', '--store', store, '--id', 'w'])).toEqual(['suspended: rpc.wait() @0']);
       const forked = wiz(['fork', '--store', store, '--id', 'w', '--count', '3']);
       expect(forked.stdout.toString()).toBe('forked: w.0\nforked: w.1\nforked: w.2\n');
       expect(forked.stderr).toBe(hook ? '' : 'wiz: warning: the module exports no "wiz-fork" hook: the copies are identical, random streams included\n');

@@ -75,7 +75,6 @@ export async function captureImage(worker: DurableWorker, options: CaptureOption
 /** Restores `image` into a fresh instance of `durable`, without compiling anything. Every claim is checked first. */
 export async function restoreWorker(durable: DurableModule, image: StateImage, chunks: ImageChunks, options: WorkerOptions = {}): Promise<DurableWorker> {
   checkImage(durable, image, chunks);
-  if (options.journal && !image.journal) throw new WizError('usage', 'the state image was not taken from a journaled worker: it has no journal position to replay from');
   const worker = await DurableWorker.start({ ...durable, suspended: undefined, host: undefined }, { ...options, [JOURNAL_START]: image.journal?.position ?? 0 });
   const exports = worker.instance.exports as Record<string, unknown>;
   const { instrumented, layout } = durable;
