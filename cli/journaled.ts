@@ -112,8 +112,10 @@ async function sessionOf(
     return m;
   };
 
+  // A host per instance (WASI binds to one): a replica that joins again starts a new one.
   const hostFor = async (saved: Record<string, unknown> | undefined) => {
-    if (host) return host;
+    release?.();
+    host = undefined;
     files = new OpenFiles(memory, saved?.files);
     await new Promise<void>((ready) => {
       const done = new Promise<void>((resolve) => (release = resolve));
@@ -175,8 +177,9 @@ async function sessionOf(
       worker.host = record();
       const captured = await captureImage(worker, { previous });
       await store.save(where.id, captured.image, captured.chunks);
+      // The journal is kept from the save before this one: a replica replaying behind this save still finds it.
+      journal.truncate(previous?.image.journal?.position ?? 0);
       previous = { generation: -1, ...captured };
-      journal.truncate(captured.image.journal?.position ?? 0);
     },
     async drive(worker, first) {
       let outcome = first();
