@@ -92,7 +92,7 @@ export function addDurableCommands(cli: Command): void {
       requireBinaryen('wiz asyncify');
       const { asyncify } = await durableApi();
       const stackSize = opts.stackSize === undefined ? undefined : Number(opts.stackSize);
-      writeOutput(output, [await asyncify(readInput(input), { suspendOn: specs(opts.suspendOn), stackSize, optimize: opts.optimize })]);
+      writeOutput(output, [await asyncify(readInput(input), { suspendOn: specs(opts.suspendOn), stackSize, optimize: opts.optimize, onWarning: warn })]);
     });
 
   addHostOptions(cli.command('run')
@@ -245,7 +245,7 @@ async function durableOf(bytes: Uint8Array, suspendOn: string[]): Promise<Durabl
   }
   if (suspendOn.length === 0) throw new WizError('usage', 'the module is not asyncified: name the imports that may suspend with --suspend-on MODULE.NAME (or run wiz asyncify first)');
   requireBinaryen('--suspend-on');
-  return loadDurable(await asyncify(bytes, { suspendOn }));
+  return loadDurable(await asyncify(bytes, { suspendOn, onWarning: warn }));
 }
 
 /** A worker's saved generation (the latest by default) from a store, and the durable module it belongs to. */

@@ -20,6 +20,8 @@ export interface AsyncifyOptions {
   stackSize?: number;
   /** Run Binaryen's optimizer after the pass (default true: Asyncify's output is much larger without it). */
   optimize?: boolean;
+  /** Told what may make runs of the module differ between machines (relaxed SIMD), for the host to warn. */
+  onWarning?: (line: string) => void;
 }
 
 export const DEFAULT_STACK_SIZE = 1 << 20;
@@ -57,7 +59,7 @@ export async function asyncify(wasm: Uint8Array, options: AsyncifyOptions): Prom
   // the pass (Asyncify adds two), 16 bytes each at most.
   const reserve = Math.ceil(((input.globals.length + 2) * 16) / 16) * 16;
   const pages = Math.ceil((stackSize + reserve) / PAGE);
-  const passed = await runAsyncify(plain, suspendOn, pages, options.optimize ?? true);
+  const passed = await runAsyncify(plain, suspendOn, pages, options.optimize ?? true, options);
   const bytes = addRuntime(parseModule(passed.bytes), input.memories.length, suspendOn, reserve, passed.globals);
   await compileModule(bytes).catch((e: WizError) => {
     throw new WizError('invalid', `the asyncified module does not compile here (${e.message}); this is a bug in wiz, please report it with the input module`);
@@ -132,13 +134,17 @@ function indirectIsSafe(loaded: LoadedBinaryen, wasm: Uint8Array, features: numb
   }
 }
 
-async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages: number, optimize: boolean): Promise<Asyncified> {
+async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages: number, optimize: boolean, options: Pick<AsyncifyOptions, 'onWarning'>): Promise<Asyncified> {
   const loaded = await loadBinaryen('wiz asyncify');
   const { binaryen } = loaded;
   let module: BinaryenModule | undefined;
   try {
     module = (binaryen.readBinary as (data: Uint8Array, features?: number) => BinaryenModule)(wasm, binaryen.Features.All);
-    const features = usedFeatures(loaded, module, 'wiz asyncify') | (binaryen.Features.MultiMemory as number) | (binaryen.Features.BulkMemory as number);
+    const used = usedFeatures(loaded, module, 'wiz asyncify');
+    if (used & (binaryen.Features.RelaxedSIMD as number)) {
+      options.onWarning?.('the module uses relaxed SIMD, whose results the engine may choose per machine: a journal replayed on another kind of machine can diverge (wiz stops when that changes a host call, and cannot see it otherwise)');
+    }
+    const features = used | (binaryen.Features.MultiMemory as number) | (binaryen.Features.BulkMemory as number);
     module.setFeatures(features);
     const ignoredIndirect = indirectIsSafe(loaded, wasm, features, suspendOn);
     binaryen.clearPassArguments();
