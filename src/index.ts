@@ -18,12 +18,12 @@ export { readProvenance, PROVENANCE_SECTION, type Provenance } from './snapshot/
 export { parseInvocation, formatInvocation, type Invocation } from './run/invoke.ts';
 export { inspectModule, decodeConstExpr, INIT_FUNCTION_NAMES, type ModuleInspection, type ConstValue, type GlobalInfo, type MemoryInfo, type TableInfo, type SectionInfo } from './inspect/inspect.ts';
 export { asyncify, DEFAULT_STACK_SIZE, type AsyncifyOptions } from './durable/asyncify.ts';
-export { DurableWorker, loadDurable, FORK_HOOK, type DurableModule, type LoadDurableOptions, type Outcome, type WorkerOptions } from './durable/worker.ts';
+export { DurableWorker, loadDurable, FORK_HOOK, type DurableModule, type LoadDurableOptions, type Outcome, type WorkerOptions, type WorkerJournal } from './durable/worker.ts';
 export { captureImage, restoreWorker, materialize, checkImage, type CaptureOptions } from './durable/capture.ts';
-export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord } from './durable/image.ts';
+export { IMAGE_FORMAT, DEFAULT_CHUNK_SIZE, sha256Hex, type StateImage, type ImageChunks, type ImageMemory, type ImageGlobal, type ImageTable, type SuspendedCall, type CallRecord, type JournalState } from './durable/image.ts';
 export { readLayout, LAYOUT_SECTION, SUSPENDED_SECTION, HOST_SECTION, type DurableLayout } from './durable/layout.ts';
 export { diffModules, diffImages, type StateDiff, type GlobalDiff, type MemoryDiff, type TableDiff, type DiffOptions } from './diff/diff.ts';
 export { createImageStore, type ImageStore, type ImageStoreOptions, type StoreDriver, type SavedGeneration, type LoadedGeneration } from './durable/store.ts';
 export { memoryDriver } from './durable/stores/memory.ts';
 export { indexedDBDriver, type IndexedDBDriverOptions } from './durable/stores/indexeddb.ts';
-export { journalImports, memoryLog, formatCall, encodeEntry, decodeEntry, WASI_CALLS, WASI_EFFECTS, wasiCallClass, type Journal, type JournalOptions, type JournalLog, type JournalEntry, type JournalValue, type JournalResult, type MemoryWrite, type WasiCallClass } from './journal/index.ts';
+export { journalImports, memoryLog, formatCall, encodeEntry, decodeEntry, WASI_CALLS, WASI_EFFECTS, wasiCallClass, type Journal, type JournalOptions, type JournalLog, type JournalEntry, type JournalValue, type JournalResult, type MemoryWrite, type WasiCallClass, type ObservedCall, OpenFiles, type OpenFile } from './journal/index.ts';
