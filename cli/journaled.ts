@@ -149,12 +149,8 @@ async function sessionOf(
     journal: { ...journalOptions(h), ...extra },
   });
 
-  // The line of a run that returned, kept with its last save: a command killed after that save and before it
-  // printed is issued again, and must say the same.
-  let returned: string | undefined;
-
   const record = (): Record<string, unknown> | undefined => {
-    const r = { ...(host?.saveHost() ?? {}), ...(files && files.size > 0 && { files: files.toJSON() }), ...(returned !== undefined && { returned }) };
+    const r = { ...(host?.saveHost() ?? {}), ...(files && files.size > 0 && { files: files.toJSON() }) };
     return Object.keys(r).length > 0 ? r : undefined;
   };
 
@@ -174,7 +170,6 @@ async function sessionOf(
       if (!bytes) throw new WizError('malformed', `the store lacks module ${saved.image.module} of worker "${where.id}"`);
       const durable = await loadDurable(bytes);
       const h = await hostFor(saved.image.host);
-      returned = typeof saved.image.host?.returned === 'string' ? saved.image.host.returned : undefined;
       const from = saved.image.journal?.position ?? 0;
       return restoreWorker(durable, saved.image, saved.chunks, workerOptions(h, { replay: extra.next ? [] : journal.read(from), ...extra }));
     },
@@ -187,7 +182,10 @@ async function sessionOf(
       previous = { generation: -1, ...captured };
     },
     async drive(worker, first) {
-      if (returned !== undefined && !worker.suspended && !worker.journalState?.next) {
+      // A run that returned keeps its line with its last save: a command killed after that save and before it
+      // printed is issued again, and says the same.
+      const returned = worker.returnedLine;
+      if (returned !== undefined) {
         writeSync(1, `${returned}\n`);
         return { status: 'returned', result: undefined, line: returned };
       }
@@ -196,7 +194,6 @@ async function sessionOf(
         await session.save(worker);
         outcome = worker.continue();
       }
-      if (outcome.status === 'returned') returned = outcome.line;
       await session.save(worker);
       writeSync(1, `${outcome.status === 'suspended' ? suspendedLine(worker) : outcome.line}\n`);
       return outcome;

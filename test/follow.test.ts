@@ -12,14 +12,23 @@ import { parseModule } from '../src/parse/module.ts';
 import { PROVENANCE_SECTION } from '../src/snapshot/provenance.ts';
 import { wat } from './helpers/wat.ts';
 
-/** Many host calls: a clock reading per round, random bytes every hundredth, folded into a global and memory. */
+/**
+ * Many host calls: a clock reading per round, random bytes every hundredth, folded into a global and memory; before
+ * round 5, `spin` × 10^8 steps of computing without a host call (a process that holds its lease without renewing it).
+ */
 const LOOP = `(module
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $acc (mut i64) (i64.const 0))
-  (func (export "main") (param $n i32) (result i64) (local $i i32)
+  (func (export "main") (param $n i32) (param $spin i32) (result i64) (local $i i32) (local $k i32)
     (loop $l
+      (if (i32.and (i32.eq (local.get $i) (i32.const 5)) (i32.gt_s (local.get $spin) (i32.const 0)))
+        (then (loop $s
+          (local.set $k (i32.const 100000000))
+          (loop $t (local.set $k (i32.sub (local.get $k) (i32.const 1))) (br_if $t (i32.gt_s (local.get $k) (i32.const 0))))
+          (local.set $spin (i32.sub (local.get $spin) (i32.const 1)))
+          (br_if $s (i32.gt_s (local.get $spin) (i32.const 0))))))
       (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 8)))
       (global.set $acc (i64.add (i64.rotl (global.get $acc) (i64.const 7)) (i64.load (i32.const 8))))
       (if (i32.eqz (i32.rem_u (local.get $i) (i32.const 100)))
@@ -31,6 +40,7 @@ const LOOP = `(module
     (global.get $acc)))`;
 
 const ROUNDS = 40_000;
+const MAIN = `main(${ROUNDS}, 0)`;
 const HOST = ['--allow-wasi', '--deterministic'];
 const SUSPEND = ['--suspend-on', 'wasi_snapshot_preview1.clock_time_get'];
 const STORE_FLAGS = ['--checkpoint-calls', '4000', '--sync', 'normal'];
@@ -79,12 +89,12 @@ async function journalPast(store: string, n: number, leader: Proc): Promise<void
   }
 }
 
-async function setup() {
+async function setup(invoke = MAIN) {
   const dir = tempDir();
   const app = join(dir, 'app.wasm');
   writeFileSync(app, await wat(LOOP));
   const final = join(dir, 'final.wasm');
-  const once = wiz(['run', app, ...HOST, ...SUSPEND, '--invoke', `main(${ROUNDS})`, '-o', final]);
+  const once = wiz(['run', app, ...HOST, ...SUSPEND, '--invoke', invoke, '-o', final]);
   expect(once.status, once.stderr).toBe(0);
   return { dir, app, line: once.stdout.toString().trim(), final: readFileSync(final) };
 }
@@ -100,7 +110,7 @@ describe('a journaled worker whose process dies', { timeout: 10 * 60_000 }, () =
   test('wiz resume recovers it: the latest state plus the journal suffix, ending as the uninterrupted run', async () => {
     const { dir, app, line, final } = await setup();
     const store = join(dir, 'store');
-    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, '--invoke', `main(${ROUNDS})`, '--store', store, '--id', 'w']);
+    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, '--invoke', MAIN, '--store', store, '--id', 'w']);
     await journalPast(store, 9000, leader); // past two checkpoints, inside the third stretch
     leader.child.kill('SIGKILL');
     await leader.exited;
@@ -108,14 +118,16 @@ describe('a journaled worker whose process dies', { timeout: 10 * 60_000 }, () =
     expect(resumed.stderr).toBe('');
     expect(resumed.stdout.toString().trim()).toBe(line);
     expect(withoutProvenance(materialized(dir, store))).toEqual(withoutProvenance(final));
-    // Nothing is left to do: the same command again says so.
-    expect(wiz(['resume', '--store', store, '--id', 'w', ...HOST]).stderr).toMatch(/^wiz: the program is neither suspended nor about to run/);
+    // Issued again (as after a kill between the last save and the line), the command says the same.
+    const again = wiz(['resume', '--store', store, '--id', 'w', ...HOST]);
+    expect(again.stderr).toBe('');
+    expect(again.stdout.toString().trim()).toBe(line);
   });
 
   test('a replica follows the journal and takes over when the process dies; it reports its join time', async () => {
     const { dir, app, line, final } = await setup();
     const store = join(dir, 'store');
-    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, '--invoke', `main(${ROUNDS})`, '--store', store, '--id', 'w']);
+    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, '--invoke', MAIN, '--store', store, '--id', 'w']);
     await journalPast(store, 2000, leader);
     const replica = start(['follow', '--store', store, '--id', 'w', ...HOST, ...STORE_FLAGS]);
     await waitFor(replica, /caught up at journal position \d+/);
@@ -131,18 +143,18 @@ describe('a journaled worker whose process dies', { timeout: 10 * 60_000 }, () =
   });
 
   test('a process whose lease ran out cannot write again: its next call stops it with one line', async () => {
-    const { dir, app, line } = await setup();
+    // Early on the program computes for seconds without a host call: its process is alive, but its lease runs out
+    // (a long pause, a partition) and a replica, started then, takes over.
+    const invoke = `main(${ROUNDS}, 40)`;
+    const { dir, app, line } = await setup(invoke);
     const store = join(dir, 'store');
     const lease = ['--lease-ms', '300'];
-    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, ...lease, '--invoke', `main(${ROUNDS})`, '--store', store, '--id', 'w']);
-    await journalPast(store, 3000, leader);
-    // Frozen (a long pause, a partition): alive, but its lease runs out and a replica takes over.
-    leader.child.kill('SIGSTOP');
+    const leader = start(['run', app, ...HOST, ...SUSPEND, ...STORE_FLAGS, ...lease, '--invoke', invoke, '--store', store, '--id', 'w']);
+    await journalPast(store, 5, leader);
     const replica = start(['follow', '--store', store, '--id', 'w', ...HOST, ...STORE_FLAGS, ...lease]);
-    await waitFor(replica, /took over worker "w"/);
-    leader.child.kill('SIGCONT');
+    await waitFor(replica, /took over worker "w" at journal position 6\n/);
     expect(await leader.exited).toBe(1);
-    expect(leader.stderr).toMatch(/^wiz: worker "w" is now run by another process \([^)]+\): this one stops before its call at journal position \d+\n$/);
+    expect(leader.stderr).toMatch(/^wiz: worker "w" is now run by another process \([^)]+\): this one stops before its call at journal position 6\n$/);
     expect(await replica.exited, replica.stderr).toBe(0);
     expect(replica.stdout.trim()).toBe(line);
   });

@@ -76,6 +76,9 @@ export async function openJournal(dir: string, worker: string, options: { leaseM
       return out;
     } catch (e) {
       if (db.isTransaction) db.exec('ROLLBACK');
+      if (!(e instanceof WizError) && /database is locked/.test(String((e as Error).message))) {
+        throw new WizError('journal', `${file} stayed locked by another process (one stopped inside a write?) past the 60 s wait`);
+      }
       throw e;
     }
   };

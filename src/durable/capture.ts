@@ -240,6 +240,7 @@ export function checkImage(durable: DurableModule, image: StateImage, chunks: Im
   if (image.journal !== undefined) {
     const j = image.journal as Partial<JournalState> | null;
     if (!j || typeof j !== 'object' || !Number.isSafeInteger(j.position) || j.position! < 0) bad('has a journal record without a position');
+    if (j!.returned !== undefined && typeof j!.returned !== 'string') bad('has a journal record whose returned line is not text');
     const next = j!.next as Partial<NonNullable<JournalState['next']>> | undefined;
     if (next !== undefined) {
       const entry = next?.entry;

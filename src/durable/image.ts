@@ -34,6 +34,8 @@ export interface JournalState {
   position: number;
   /** A run planned and not begun: on recovery, `_initialize` (when `initialize`) and then `entry` are called. */
   next?: { initialize: boolean; entry: CallRecord };
+  /** The line of the run that returned last (`main(3) = 7`): a host that died before it said it can say it. */
+  returned?: string;
 }
 
 export interface ImageMemory {

@@ -195,6 +195,8 @@ export class DurableWorker {
   private since = { position: 0, time: 0 };
   /** A run planned but not begun (saved before it starts, so that a crash inside it can be recovered). */
   private planned: JournalState['next'];
+  /** The line of the last run that returned, for a journaled worker (saved with its state). */
+  private returned: string | undefined;
   private initializing = false;
 
   private constructor(durable: DurableModule, live: LiveInstance, suspended: SuspendedCall | undefined, journal: Journal | undefined) {
@@ -252,6 +254,7 @@ export class DurableWorker {
     worker.entryArgs = suspended ? worker.entryValues(suspended.entry) : [];
     worker.planned = journal?.next && { initialize: journal.next.initialize, entry: { name: journal.next.entry.name, args: [...journal.next.entry.args] } };
     if (worker.planned) worker.entryValues(worker.planned.entry);
+    worker.returned = typeof journal?.returned === 'string' ? journal.returned : undefined;
   }
 
   /**
@@ -260,7 +263,12 @@ export class DurableWorker {
    */
   get journalState(): JournalState | undefined {
     if (!this.journal) return undefined;
-    return { position: this.journal.position, ...(this.planned && { next: structuredClone(this.planned) }) };
+    return { position: this.journal.position, ...(this.planned && { next: structuredClone(this.planned) }), ...(this.returned !== undefined && { returned: this.returned }) };
+  }
+
+  /** The line of the last run that returned (a journaled worker keeps it with its state), if it is at rest. */
+  get returnedLine(): string | undefined {
+    return this.suspendedCall || this.planned ? undefined : this.returned;
   }
 
   /**
@@ -338,6 +346,7 @@ export class DurableWorker {
     if (type.params.length !== args.length) throw new WizError('usage', `"${name}" takes ${type.params.length} arguments, not ${args.length}`);
     this.entryArgs = [...args];
     this.planned = undefined;
+    this.returned = undefined;
     const entry: CallRecord = { name, args: args.map(showValue) };
     return this.enter(entry, type.results);
   }
@@ -440,7 +449,9 @@ export class DurableWorker {
       throw new WizError('trap', `the resumed program did not return to ${pending}: its state does not match its code`);
     }
     this.clearBuffer();
-    return { status: 'returned', result, line: formatInvocation({ name: entry.name, args: this.entryArgs, results: [...results] }, result) };
+    const line = formatInvocation({ name: entry.name, args: this.entryArgs, results: [...results] }, result);
+    if (this.journal && entry.name !== '_initialize') this.returned = line;
+    return { status: 'returned', result, line };
   }
 
   /**
