@@ -1,10 +1,13 @@
 // `npm run bench:durable`: what durable execution costs, each number beside the issue's target: resume of a 1 MiB
 // state, verified suspend+resume cycles per second, resume of a 32 MiB state from the SQLite store in a fresh
-// process, bytes stored per generation, Asyncify's cost, and the CLI's round trip. A measurement, not a test: a
-// missed target is reported, never fails the run. Options: --runs N (part 1, 300), --procs N (part 3, 7),
-// --only 1,3 (some parts), --prof (part 3's children write CPU profiles; their hottest functions are printed).
-import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// process, bytes stored per generation, Asyncify's cost, the CLI's round trip; and for journaled workers (7–10): the
+// journal's cost per host call, recovery time against the journal suffix, a replica's join time, and the round trip
+// of a worker on Restate. A measurement, not a test: a missed target is reported, never fails the run. Options:
+// --runs N (part 1, 300), --procs N (part 3, 7), --only 1,3 (some parts), --prof (part 3's children write CPU
+// profiles; their hottest functions are printed).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -804,7 +807,8 @@ function part6(rpcDurable: string, expected: number, rounds: number): void {
     return { ms: t, last: r.stdout.trim().split('\n').at(-1)! };
   };
   const answerOf = (line: string): string[] => {
-    const call = /^suspended: rpc\.call\((-?\d+)\)$/.exec(line);
+    // A worker in a store says where its journal stands (` @N`).
+    const call = /^suspended: rpc\.call\((-?\d+)\)( @\d+)?$/.exec(line);
     return call ? ['--answer', String((Number(call[1]) * 7 + 1) | 0)] : [];
   };
   const chain = (first: string[], next: (line: string) => string[]) => {
@@ -858,6 +862,533 @@ function cliEntry(): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Journaled workers: parts 7–10
+
+const WASI = 'wasi_snapshot_preview1';
+/** The host of the journaled CLI runs (as test/follow.test.ts): WASI with a fixed clock, so that runs compare. */
+const JOURNAL_HOST = ['--allow-wasi', '--deterministic'];
+
+/**
+ * A WASI-heavy guest: `clocks(n)` reads the clock n times; `writes(n)` writes 16 bytes to stdout n times; `main(n)`
+ * reads the clock each round and writes 16 bytes every 8th; `recover(n)` reads the clock and writes "x" each round
+ * (in a recovery, the first "x" out comes from the first live call, once the journal is replayed: replayed writes
+ * are not made again).
+ */
+const CALLS_WAT = `(module
+  (import "${WASI}" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "${WASI}" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\\40\\00\\00\\00\\10\\00\\00\\00")
+  (data (i32.const 64) "0123456789abcde\\n")
+  (data (i32.const 160) "\\c0\\00\\00\\00\\02\\00\\00\\00")
+  (data (i32.const 192) "x\\n")
+  (global $acc (mut i64) (i64.const 0))
+  (func $tick
+    (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 8)))
+    (global.set $acc (i64.add (i64.rotl (global.get $acc) (i64.const 7)) (i64.load (i32.const 8)))))
+  (func $clocks (export "clocks") (param $n i32) (result i64) (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (call $tick)
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (global.get $acc))
+  (func (export "writes") (param $n i32) (result i32) (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.load (i32.const 32)))
+  (func (export "main") (param $n i32) (result i64) (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (call $tick)
+      (if (i32.eq (i32.and (local.get $i) (i32.const 7)) (i32.const 7))
+        (then (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (global.get $acc))
+  (func (export "recover") (param $n i32) (result i64) (local $i i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (call $tick)
+      (drop (call $write (i32.const 1) (i32.const 160) (i32.const 1) (i32.const 32)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (global.get $acc)))`;
+
+/** A guest whose `main(n)` fills `mib` MiB of memory with random words, then reads the clock n times. */
+function fillWat(mib: number): string {
+  return `(module
+  (import "${WASI}" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (memory (export "memory") ${mib * 16 + 1})
+  (global $acc (mut i64) (i64.const 0))
+  (func (export "main") (param $n i32) (result i64) (local $i i32) (local $at i32) (local $x i32) (local $end i32)
+    (local.set $x (i32.const 0x2545f491))
+    (local.set $at (i32.const 65536))
+    (local.set $end (i32.mul (memory.size) (i32.const 65536)))
+    (loop $fill
+      (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
+      (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
+      (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
+      (i32.store (local.get $at) (local.get $x))
+      (local.set $at (i32.add (local.get $at) (i32.const 4)))
+      (br_if $fill (i32.lt_u (local.get $at) (local.get $end))))
+    (loop $l
+      (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 8)))
+      (global.set $acc (i64.add (i64.rotl (global.get $acc) (i64.const 7)) (i64.load (i32.const 8))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (global.get $acc)))`;
+}
+
+/** A `wiz` process whose output is watched as it comes: `when` resolves at the moment a pattern first shows. */
+interface WizProc {
+  child: ChildProcess;
+  started: number;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  when(stream: 'stdout' | 'stderr', pattern: RegExp): Promise<number>;
+  kill(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+process.once('exit', () => { for (const child of children) child.kill('SIGKILL'); });
+
+/**
+ * Starts `wiz args`. With `stdoutFile`, its stdout is that file, watched every millisecond: a guest writing much to
+ * a pipe loses lines (the pipe does not block; the guest's fd_write meets EAGAIN).
+ */
+function spawnWiz(args: string[], options: { stdoutFile?: string } = {}): WizProc {
+  const started = performance.now();
+  const fd = options.stdoutFile === undefined ? undefined : openSync(options.stdoutFile, 'w');
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', WIZ_BIN, ...args], { stdio: ['ignore', fd ?? 'pipe', 'pipe'] });
+  if (fd !== undefined) closeSync(fd);
+  children.add(child);
+  const text = { stdout: '', stderr: '' };
+  const read = (stream: 'stdout' | 'stderr') => (stream === 'stdout' && options.stdoutFile !== undefined ? readFileSync(options.stdoutFile, 'utf8') : text[stream]);
+  const watchers: { stream: 'stdout' | 'stderr'; pattern: RegExp; resolve: (t: number) => void; reject: (e: Error) => void }[] = [];
+  const check = () => {
+    const now = performance.now();
+    for (const w of [...watchers]) {
+      if (!w.pattern.test(read(w.stream))) continue;
+      watchers.splice(watchers.indexOf(w), 1);
+      w.resolve(now);
+    }
+  };
+  child.stdout?.on('data', (d: Buffer) => { text.stdout += d.toString(); check(); });
+  child.stderr!.on('data', (d: Buffer) => { text.stderr += d.toString(); check(); });
+  const poll = options.stdoutFile === undefined ? undefined : setInterval(check, 1);
+  let closed = false;
+  // 'close', not 'exit': the output is all read by then.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => {
+    closed = true;
+    clearInterval(poll);
+    children.delete(child);
+    check();
+    for (const w of watchers.splice(0)) w.reject(new Error(`wiz ${args.slice(0, 2).join(' ')} exited ${code} before ${w.pattern}: ${text.stderr.slice(-2000)}`));
+    resolve(code);
+  }));
+  return {
+    child, started, exited,
+    stdout: () => read('stdout'),
+    stderr: () => text.stderr,
+    when: (stream, pattern) => new Promise((resolve, reject) => {
+      if (pattern.test(read(stream))) return resolve(performance.now());
+      if (closed) return reject(new Error(`wiz exited before ${pattern}: ${text.stderr.slice(-2000)}`));
+      watchers.push({ stream, pattern, resolve, reject });
+    }),
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/**
+ * Runs `wiz args` to its end; its wall time and output. Its stdout is a file: a guest that writes much to a pipe
+ * would meet EAGAIN (spawnSync's pipe does not block, and wiz writes synchronously).
+ */
+function wizSync(args: string[], input?: string): { ms: number; stdout: string; last: string } {
+  const outFile = join(work, 'wiz-stdout.txt');
+  const fd = openSync(outFile, 'w');
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', WIZ_BIN, ...args], { encoding: 'utf8', input, stdio: ['pipe', fd, 'pipe'] });
+  const t = performance.now() - t0;
+  closeSync(fd);
+  if (r.status !== 0) throw new Error(`wiz ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  const stdout = readFileSync(outFile, 'utf8');
+  return { ms: t, stdout, last: stdout.trim().split('\n').at(-1)! };
+}
+
+/** The journal of worker `w` in a store, as its rows say: how many, and the last position (undefined: none yet). */
+async function journalRows(store: string): Promise<{ count: number; last: number | undefined }> {
+  const file = join(store, 'wiz.db');
+  if (!existsSync(file)) return { count: 0, last: undefined };
+  const { DatabaseSync } = await import('node:sqlite');
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    db.exec('PRAGMA busy_timeout = 60000');
+    const row = db.prepare("SELECT count(*) AS n, max(position) AS p FROM journal WHERE worker = 'w'").get() as { n: number; p: number | null };
+    return { count: Number(row.n), last: row.p === null ? undefined : Number(row.p) };
+  } catch (e) {
+    if (/no such table/.test(String(e))) return { count: 0, last: undefined };
+    throw e;
+  } finally {
+    db.close();
+  }
+}
+
+/** Resolves once worker `w`'s journal holds position `position` (polled, as test/follow.test.ts does). */
+async function journalReaches(store: string, position: number, proc: WizProc): Promise<void> {
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`the worker ended early: ${proc.stdout().slice(-500)}${proc.stderr()}`);
+    if (((await journalRows(store)).last ?? -1) >= position) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Bytes the journal's rows take in the store's database file: its size with them, less its size without them. */
+async function journalDiskBytes(store: string): Promise<number> {
+  const { DatabaseSync } = await import('node:sqlite');
+  const db = new DatabaseSync(join(store, 'wiz.db'));
+  try {
+    const size = () => {
+      db.exec('VACUUM');
+      const pages = db.prepare('PRAGMA page_count').get() as { page_count: number };
+      const page = db.prepare('PRAGMA page_size').get() as { page_size: number };
+      return Number(pages.page_count) * Number(page.page_size);
+    };
+    const before = size();
+    db.exec('DELETE FROM journal');
+    return before - size();
+  } finally {
+    db.close();
+  }
+}
+
+/** The module the CLI parts run (asyncified once here, so that no run asyncifies). */
+async function durableFile(name: string, text: string, suspendOn: string[]): Promise<string> {
+  const file = join(work, `${name}.durable.wasm`);
+  writeFileSync(file, await asyncify(await wasmOf(text), { suspendOn }));
+  return file;
+}
+
+interface CallRun { ms: number; entries: number; bytes: number; writeBytes: number }
+
+/** Part 7: the journal's cost per host call: in this process (library, memory log), the store's appends, and the CLI. */
+async function part7(c: Record<string, string> | undefined): Promise<void> {
+  const rows: Row[] = [];
+  const out: Record<string, unknown> = {};
+  const calls = await wasmOf(CALLS_WAT);
+  const { decodeEntry } = await import('../src/journal/entry.ts');
+  const { journalImports, memoryLog } = await import('../src/journal/journal.ts');
+  type Program = { name: string; bytes: Uint8Array; entry: string; n: number; calls: string; rpc?: boolean };
+  const programs: Program[] = [
+    { name: 'clock_time_get', bytes: calls, entry: 'clocks', n: 200_000, calls: 'clock_time_get(0, 0, ptr): 8 bytes written' },
+    { name: 'fd_write', bytes: calls, entry: 'writes', n: 100_000, calls: 'fd_write of 16 bytes to /dev/null: 4 bytes written (nwritten)' },
+  ];
+  if (c) programs.push({ name: 'rpc.c', bytes: new Uint8Array(readFileSync(c.rpc!)), entry: 'run', n: 3000, calls: 'rpc.call(i32) → i32, rpc.notify, printf (fd_write), no WASI reads', rpc: true });
+
+  /** One timed call of `entry(n)` on a fresh instance, journaled into a memory log or not. */
+  const once = async (p: Program, journaled: boolean): Promise<CallRun> => {
+    const host = await wasiHost();
+    let instance: WebAssembly.Instance | undefined;
+    const log = memoryLog();
+    const plain: WebAssembly.Imports = { ...host.imports, ...(p.rpc && { rpc: RPC_IMPORTS }) };
+    const imports = journaled ? journalImports(plain, { memory: () => instance!.exports.memory as WebAssembly.Memory, log }).imports : plain;
+    instance = (await WebAssembly.instantiate(p.bytes as Uint8Array<ArrayBuffer>, imports)).instance;
+    host.bind(instance);
+    (instance.exports._initialize as (() => void) | undefined)?.();
+    const from = log.entries.length;
+    const bytesFrom = log.bytes;
+    const t0 = performance.now();
+    (instance.exports[p.entry] as (n: number) => unknown)(p.n);
+    const t = performance.now() - t0;
+    const mine = log.entries.slice(from);
+    const writeBytes = mine.reduce((n, e, i) => n + decodeEntry(e, i).writes.reduce((m, w) => m + w.bytes.length, 0), 0);
+    return { ms: t, entries: mine.length, bytes: log.bytes - bytesFrom, writeBytes };
+  };
+  let sample: Uint8Array[] = [];
+  for (const p of programs) {
+    const plainMs: number[] = [];
+    const journaledMs: number[] = [];
+    let last!: CallRun;
+    for (let round = 0; round < 9; round++) {
+      const a = await once(p, false);
+      const b = await once(p, true);
+      if (round < 2) continue; // the engine tiers up
+      plainMs.push(a.ms);
+      journaledMs.push(b.ms);
+      last = b;
+    }
+    const entries = p.rpc ? last.entries : p.n;
+    const perCall = (median(journaledMs) - median(plainMs)) * 1000 / entries;
+    const perEntry = last.bytes / last.entries;
+    const overhead = (last.bytes - last.writeBytes) / last.entries;
+    out[p.name] = { n: p.n, entries: last.entries, plainMs: median(plainMs), journaledMs: median(journaledMs), usPerCall: perCall, bytesPerEntry: perEntry, writeBytesPerEntry: last.writeBytes / last.entries, overheadBytesPerEntry: overhead };
+    rows.push({ what: `in process, ${p.name}: ${p.entry}(${p.n}) → ${last.entries} entries (${p.calls}); plain ${ms(median(plainMs))}, journaled ${ms(median(journaledMs))}`, value: `+${perCall.toFixed(2)} µs/call` });
+    rows.push({ what: `  bytes per entry: ${perEntry.toFixed(1)}, of which ${(last.writeBytes / last.entries).toFixed(1)} the bytes the call wrote in guest memory`, value: `${overhead.toFixed(1)} B overhead`, target: '≤ 32 B', met: overhead <= 32 });
+    if (p.name === 'clock_time_get') {
+      const log = memoryLog();
+      let instance: WebAssembly.Instance | undefined;
+      const host = await wasiHost();
+      instance = (await WebAssembly.instantiate(p.bytes as Uint8Array<ArrayBuffer>, journalImports(host.imports, { memory: () => instance!.exports.memory as WebAssembly.Memory, log }).imports)).instance;
+      host.bind(instance);
+      (instance.exports.main as (n: number) => unknown)(20_000);
+      sample = log.entries;
+    }
+  }
+
+  // The store's appends alone (what a CLI run adds to the in-process journal): one SQLite transaction per entry.
+  const { openJournal } = await import('../cli/stores/journal.ts');
+  const appends: Record<string, number> = {};
+  for (const [sync, n] of [['normal', 20_000], ['full', 2000]] as const) {
+    const dir = mkdtempSync(join(benchDir, 'wiz-bench-append-'));
+    const journal = await openJournal(dir, 'w', { sync });
+    journal.acquire();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) journal.append(sample[i % sample.length]!, i);
+    appends[sync] = (performance.now() - t0) * 1000 / n;
+    journal.release();
+    journal.close();
+    rmSync(dir, { recursive: true, force: true });
+    rows.push({ what: `the store's append alone (cli/stores/journal.ts, --sync ${sync}): ${n} entries of main(n)'s mix, one transaction each (lease check, insert, commit)`, value: `${appends[sync]!.toFixed(1)} µs/entry` });
+  }
+
+  // The CLI: a journaled run in a store against the same run to a file, the module asyncified beforehand.
+  const file = await durableFile('calls', CALLS_WAT, [`${WASI}.clock_time_get`]);
+  const cli: Record<string, unknown> = {};
+  for (const [sync, n] of [['normal', 40_000], ['full', 4000]] as const) {
+    const base = ['run', file, ...JOURNAL_HOST, '--invoke', `main(${n})`];
+    const toFile: number[] = [];
+    const toStore: number[] = [];
+    let store = '';
+    let same = true;
+    for (let round = 0; round < 3; round++) {
+      const f = wizSync([...base, '-o', join(work, 'calls-state.wasm')]);
+      store = mkdtempSync(join(benchDir, 'wiz-bench-journal-'));
+      const s = wizSync([...base, '--store', store, '--id', 'w', '--sync', sync]);
+      same &&= f.last === s.last;
+      toFile.push(f.ms);
+      toStore.push(s.ms);
+      if (round < 2) rmSync(store, { recursive: true, force: true });
+    }
+    const { count } = await journalRows(store);
+    const disk = await journalDiskBytes(store);
+    rmSync(store, { recursive: true, force: true });
+    const perCall = (median(toStore) - median(toFile)) * 1000 / count;
+    cli[sync] = { n, entries: count, fileMs: median(toFile), storeMs: median(toStore), usPerCall: perCall, diskBytesPerEntry: disk / count, same };
+    rows.push({
+      what: `CLI, --sync ${sync}: main(${n}) → ${count} journaled calls; wiz run -o file ${ms(median(toFile))}, wiz run --store ${ms(median(toStore))} (medians of 3)${same ? '' : ' (RESULTS DIFFER)'}`,
+      value: `+${perCall.toFixed(1)} µs/call`, ...(same ? {} : { met: false }),
+    });
+    if (sync === 'normal') rows.push({ what: `  the journal's rows in the database file (VACUUMed, with and without them): ${(disk / count).toFixed(1)} B per entry of ${(sample.reduce((a, e) => a + e.length, 0) / sample.length).toFixed(1)} B`, value: `${(disk / count - sample.reduce((a, e) => a + e.length, 0) / sample.length).toFixed(1)} B per row` });
+  }
+  results.part7 = { inProcess: out, appendUs: appends, cli };
+  table('7. Journal overhead per host call (in process: journalImports with a memory log vs the same imports unjournaled, medians of 7 after 2 warm-up; CLI: `wiz run --store` vs `wiz run -o`, per journaled call)', rows, [
+    'Overhead bytes: an entry\'s bytes beyond what the call wrote in guest memory (import index, arguments, result, framing). Per row: what SQLite adds to an entry (its key: worker and position; the cell and page overhead). The CLI runs use --allow-wasi --deterministic; time per call = (store run − file run) / calls, so it also holds the two extra saves of a store run (generation 0 and the outcome, 64 KiB of memory).',
+  ]);
+}
+
+/**
+ * Part 8: recovery of a killed worker as a function of the journal suffix it replays. The worker is killed once its
+ * journal passes K entries after generation 0 (no checkpoint in between), so the suffix is K and what came in while
+ * the kill was on its way.
+ */
+async function part8(): Promise<void> {
+  const file = await durableFile('recover', CALLS_WAT, [`${WASI}.clock_time_get`]);
+  const flags = [...JOURNAL_HOST, '--sync', 'normal'];
+  const rows: Row[] = [];
+  const out: Record<string, unknown> = {};
+  const reps = 3;
+  let first: { suffix: number; ms: number } | undefined;
+  for (const k of [0, 1000, 10_000, 100_000]) {
+    // Two entries a round; a few thousand rounds left after the kill, so that the leader is still running then.
+    const rounds = k / 2 + 5000;
+    const expected = wizSync(['run', file, ...JOURNAL_HOST, '--invoke', `recover(${rounds})`, '-o', join(work, 'recover-state.wasm')]).last;
+    const store = mkdtempSync(join(benchDir, 'wiz-bench-recover-'));
+    const leader = spawnWiz(['run', file, ...flags, '--invoke', `recover(${rounds})`, '--store', store, '--id', 'w'], { stdoutFile: join(work, 'leader-stdout.txt') });
+    await journalReaches(store, Math.max(0, k - 1), leader);
+    await leader.kill();
+    const suffix = (await journalRows(store)).count;
+    const leaderOut = leader.stdout();
+    const copies = Array.from({ length: reps }, (_, i) => {
+      const copy = `${store}-${i}`;
+      cpSync(store, copy, { recursive: true });
+      return copy;
+    });
+    rmSync(store, { recursive: true, force: true });
+    const toLive: number[] = [];
+    const toExit: number[] = [];
+    let same = true;
+    let differs = '';
+    for (const copy of copies) {
+      const resume = spawnWiz(['resume', '--store', copy, '--id', 'w', ...flags], { stdoutFile: join(work, 'resume-stdout.txt') });
+      const liveAt = await resume.when('stdout', /x/);
+      const code = await resume.exited;
+      const exitAt = performance.now();
+      // Every line once (the call in flight at the kill may run again), and the result of the run uninterrupted.
+      const lines = (leaderOut + resume.stdout()).split('\n').filter((l) => l === 'x').length;
+      const ok = code === 0 && resume.stdout().trim().split('\n').at(-1) === expected && lines >= rounds && lines <= rounds + 1;
+      if (!ok && same) differs = `exit ${code}, ${lines} lines of ${rounds}, ended "${resume.stdout().trim().split('\n').at(-1)}" where the run uninterrupted ended "${expected}"`;
+      same &&= ok;
+      toLive.push(liveAt - resume.started);
+      toExit.push(exitAt - resume.started);
+      rmSync(copy, { recursive: true, force: true });
+    }
+    const live = median(toLive);
+    first ??= { suffix, ms: live };
+    const perEntry = suffix > first.suffix ? (live - first.ms) * 1000 / (suffix - first.suffix) : undefined;
+    out[k] = { suffix, toLiveMs: toLive, toExitMs: toExit, usPerEntry: perEntry, same };
+    rows.push({
+      what: `K = ${k}: killed with ${suffix} entries after generation 0; wiz resume → its first live call (to its exit, ${rounds} rounds in all: ${ms(median(toExit))})${same ? '' : ` (DIFFERS from the uninterrupted run: ${differs})`}`,
+      value: perEntry === undefined ? ms(live) : `${ms(live)} (${perEntry.toFixed(1)} µs/entry)`, ...(same ? {} : { met: false }),
+    });
+  }
+  results.part8 = out;
+  table(`8. Recovery time vs the journal suffix: a worker SIGKILLed K journaled calls after its last save, then \`wiz resume --store\` (--sync normal; wall time from spawn until the guest's first live call writes to stdout; medians of ${reps}, each on a copy of the killed store)`, rows, [
+    `µs per entry: (time − time of the first row) / (entries − entries of the first row). The first row is the fixed cost: Node start-up, loading the CLI, opening the store, restoring the 64 KiB state. Each recovery ends as the run uninterrupted (result), and its output and the killed process's hold each line once (the call in flight at the kill may run again).`,
+  ]);
+}
+
+/** Part 9: a replica joining a running worker that holds 1, 32 or 256 MiB of non-zero state. */
+async function part9(): Promise<void> {
+  const rows: Row[] = [];
+  const out: Record<string, unknown> = {};
+  const every = 20_000;
+  const flags = [...JOURNAL_HOST, '--sync', 'normal', '--checkpoint-calls', String(every)];
+  for (const mib of [1, 32, 256]) {
+    const file = await durableFile(`fill-${mib}m`, fillWat(mib), [`${WASI}.clock_time_get`]);
+    const store = mkdtempSync(join(benchDir, 'wiz-bench-follow-'));
+    const leader = spawnWiz(['run', file, ...flags, '--invoke', 'main(2000000000)', '--store', store, '--id', 'w']);
+    try {
+      // Just past the first checkpoint (its save holds the filled memory): the replica has a stretch to catch up in.
+      await journalReaches(store, every + 2000, leader);
+      const replica = spawnWiz(['follow', '--store', store, '--id', 'w', ...flags]);
+      try {
+        const caughtAt = await replica.when('stderr', /caught up at journal position \d+ \(joined \d+ ms/);
+        const m = /caught up at journal position (\d+) \(joined (\d+) ms after start, (\d+) entries replayed\)/.exec(replica.stderr())!;
+        const joined = Number(m[2]);
+        const wall = caughtAt - replica.started;
+        const killedAt = performance.now();
+        await leader.kill();
+        const tookAt = await replica.when('stderr', /took over worker "w"/);
+        out[`${mib} MiB`] = { position: Number(m[1]), replayed: Number(m[3]), joinedMs: joined, wallMs: wall, takeoverMs: tookAt - killedAt };
+        rows.push({ what: `${mib} MiB: joined (as the replica prints it: from its start, ${m[3]} entries replayed after the latest save)`, value: ms(joined), target: '≤ 211 ms (RepliCode)', met: joined <= 211 });
+        rows.push({ what: '  wall time from spawning wiz follow to its "caught up" line', value: ms(wall) });
+        rows.push({ what: '  the leader SIGKILLed → the replica\'s "took over" line', value: ms(tookAt - killedAt) });
+      } finally {
+        await replica.kill();
+      }
+    } finally {
+      await leader.kill();
+      rmSync(store, { recursive: true, force: true });
+    }
+  }
+  results.part9 = out;
+  table(`9. Replica join: \`wiz follow\` started beside a running worker whose memory holds N MiB of random words (saved at a checkpoint every ${every} calls, --sync normal)`, rows, [
+    'RepliCode publishes a join of at most 211 ms, replaying its log from the beginning; a wiz replica restores the latest saved state (loading and checking every chunk\'s digest) and replays only the journal after it. The joined time counts Node\'s start-up and loading the CLI (the wall time adds spawning the process).',
+  ]);
+}
+
+/** The Restate round-trip guest (test/restate.test.ts): each request depends on the replies so far. */
+const RESTATE_GUEST = `(module
+  (import "rpc" "call" (func $call (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $round (param $i i32) (param $n i32) (param $acc i32) (result i32) (local $reply i32)
+    (if (result i32) (i32.ge_u (local.get $i) (local.get $n))
+      (then (local.get $acc))
+      (else
+        (local.set $reply (call $call (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $i))))
+        (i32.store (i32.shl (local.get $i) (i32.const 2)) (local.get $reply))
+        (i32.add (i32.mul (local.get $i) (i32.const 1000))
+          (call $round (i32.add (local.get $i) (i32.const 1)) (local.get $n)
+            (i32.xor (i32.mul (local.get $acc) (i32.const 31)) (local.get $reply)))))))
+  (func (export "main") (param $n i32) (result i32) (local $i i32) (local $sum i32) (local $r i32)
+    (local.set $r (call $round (i32.const 0) (local.get $n) (i32.const 1)))
+    (block $done (loop $each
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $sum (i32.add (i32.mul (local.get $sum) (i32.const 3)) (i32.load (i32.shl (local.get $i) (i32.const 2)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $each)))
+    (i32.add (local.get $r) (local.get $sum))))`;
+
+/** Part 10: a wiz worker as a Restate virtual object (examples/restate/service.ts) on the real restate-server. */
+async function part10(): Promise<void> {
+  const { freePort, startRestate, startService } = await import('../test/helpers/restate.ts');
+  const restate = await startRestate('part 10');
+  if (!restate) {
+    console.log('\n### 10. Restate round trip: skipped (the Restate server cannot start)');
+    return;
+  }
+  const reply = (x: number): number => (((x % 997) + 997) % 997) * 3 + 1;
+  const durableBytes = await asyncify(await wasmOf(RESTATE_GUEST), { suspendOn: ['rpc.call'] });
+  const storeDir = mkdtempSync(join(tmpdir(), 'wiz-bench-restate-'));
+  // The RPC endpoint: the service posts each request here; it is answered by resolving its awakeable.
+  const arrived = new Map<number, { at: number; awakeable: string; request: string[] }>();
+  const waiting = new Map<number, () => void>();
+  const rpc = createServer((request, response) => {
+    let body = '';
+    request.on('data', (d: Buffer) => { body += d.toString(); });
+    request.on('end', () => {
+      const m = JSON.parse(body) as { generation: number; awakeable: string; request: string[] };
+      if (!arrived.has(m.generation)) arrived.set(m.generation, { at: performance.now(), awakeable: m.awakeable, request: m.request });
+      waiting.get(m.generation)?.();
+      response.end('ok');
+    });
+  });
+  const next = (g: number) => new Promise<{ at: number; awakeable: string; request: string[] }>((resolve) => {
+    const m = arrived.get(g);
+    if (m) return resolve(m);
+    waiting.set(g, () => resolve(arrived.get(g)!));
+  });
+  let service: Awaited<ReturnType<typeof startService>> | undefined;
+  try {
+    const rpcPort = await freePort();
+    await new Promise<void>((resolve) => rpc.listen(rpcPort, '127.0.0.1', resolve));
+    const servicePort = await freePort();
+    service = await startService(join(root, 'examples', 'restate', 'service.ts'), servicePort, { WIZ_STORE: storeDir, RPC_URL: `http://127.0.0.1:${rpcPort}/rpc` });
+    await restate.register(`http://127.0.0.1:${servicePort}`);
+    const n = 25;
+    const started = await fetch(`${restate.ingress}/worker/bench/start/send`, {
+      method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'start-bench' },
+      body: JSON.stringify({ module: Buffer.from(durableBytes).toString('base64'), invoke: `main(${n})` }),
+    });
+    if (!started.ok) throw new Error(`starting the worker: ${started.status} ${await started.text()}`);
+    const { invocationId } = await started.json() as { invocationId: string };
+    const roundTrips: number[] = [];
+    let resolvedAt: number | undefined;
+    for (let g = 0; g < n; g++) {
+      const m = await next(g);
+      if (resolvedAt !== undefined) roundTrips.push(m.at - resolvedAt);
+      const r = await fetch(`${restate.ingress}/restate/awakeables/${m.awakeable}/resolve`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(reply(Number(m.request[0]))),
+      });
+      if (!r.ok) throw new Error(`resolving an awakeable: ${r.status} ${await r.text()}`);
+      resolvedAt = performance.now();
+    }
+    const result = await (await fetch(`${restate.ingress}/restate/invocation/${invocationId}/attach`)).json() as { result: string };
+    const worker = await DurableWorker.start(await loadDurable(durableBytes), { imports: { rpc: { call: reply } } });
+    const uninterrupted = worker.invoke('main', [n]);
+    const same = uninterrupted.status === 'returned' && result.result === String(uninterrupted.result);
+    results.part10 = { n, roundTripsMs: roundTrips, same };
+    table(`10. Restate round trip per suspended RPC (examples/restate/service.ts on the real restate-server, one worker, main(${n}): ${roundTrips.length} round trips, each answered at once)`, [
+      { what: 'resolve awakeable → restore image → resume → save → the next request arrives: median', value: ms(median(roundTrips)) },
+      { what: '  min / p90 / max', value: `${ms(Math.min(...roundTrips))} / ${ms(quantile(roundTrips, 0.9))} / ${ms(Math.max(...roundTrips))}` },
+      { what: '  result equals the uninterrupted run', value: same ? 'yes' : `NO: ${result.result}`, met: same },
+    ]);
+  } finally {
+    await service?.stop();
+    await restate.stop();
+    rpc.close();
+    rmSync(storeDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -895,17 +1426,23 @@ async function main(): Promise<void> {
   if (wanted('3')) await part3(largeDurable, files.large, procs, values.prof);
   if (wanted('4')) await part4(largeDurable);
   if (wanted('5')) await part5(c);
+  if (['6', '7', '8', '9'].some(wanted)) {
+    // The CLI runs its compiled build only when that is as new as the sources, as the other benches make sure.
+    const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')], { encoding: 'utf8' });
+    if (tsc.status !== 0) console.log(`\n(tsc -p tsconfig.build.json failed; the CLI may run its sources: ${tsc.stdout.trim().split('\n')[0]})`);
+  }
   if (wanted('6')) {
     if (rpcFiles) {
-      // The CLI runs its compiled build only when that is as new as the sources, as the other benches make sure.
-      const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')], { encoding: 'utf8' });
-      if (tsc.status !== 0) console.log(`\n(tsc -p tsconfig.build.json failed; the CLI may run its sources: ${tsc.stdout.trim().split('\n')[0]})`);
       const rounds = 9;
       part6(rpcFiles.durable, (await rpcReference(readFileSync(rpcFiles.plain), rounds)).result, rounds);
     } else {
       console.log('\n### 6. CLI round trip: skipped (needs the C fixture rpc.c)');
     }
   }
+  if (wanted('7')) await part7(c);
+  if (wanted('8')) await part8();
+  if (wanted('9')) await part9();
+  if (wanted('10')) await part10();
   if (nullFd !== undefined) closeSync(nullFd);
 
   const missed = verdicts.filter((v) => !v.met);
