@@ -2,11 +2,9 @@
 // committed (and synced) before the guest sees the call's result; and the worker's lease, which makes sure one
 // process at a time makes its host calls (an append checks it, so a process that lost its lease cannot write).
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { WizError } from '../../src/errors.ts';
 import type { JournalLog } from '../../src/journal/journal.ts';
-import { quietExperimentalWarning } from '../host.ts';
-import { SQLITE_FILE } from './sqlite.ts';
+import { inTransaction, openDatabase } from './sqlite.ts';
 
 /** How long a lease lasts unless renewed: appends renew it; a process that dies leaves it to expire. */
 export const DEFAULT_LEASE_MS = 10_000;
@@ -40,23 +38,13 @@ export interface StoreJournal extends JournalLog {
 
 /** The journal of worker `worker` in the store in `dir` (SQLite), appending as `holder` (default: this process). */
 export async function openJournal(dir: string, worker: string, options: { leaseMs?: number; sync?: 'full' | 'normal' } = {}): Promise<StoreJournal> {
-  quietExperimentalWarning('SQLite');
-  const { DatabaseSync } = await import('node:sqlite');
-  const file = join(dir, SQLITE_FILE);
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
   const holder = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-  let db: InstanceType<typeof DatabaseSync>;
-  try {
-    db = new DatabaseSync(file);
-    db.exec('PRAGMA busy_timeout = 60000');
-    db.exec('PRAGMA journal_mode = WAL');
-    // FULL: an entry is on disk when the guest sees its result. NORMAL keeps it across a crash of the process only.
-    db.exec(`PRAGMA synchronous = ${options.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
-    db.exec('CREATE TABLE IF NOT EXISTS journal (worker TEXT NOT NULL, position INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (worker, position)) WITHOUT ROWID');
-    db.exec('CREATE TABLE IF NOT EXISTS lease (worker TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL)');
-  } catch (e) {
-    throw new WizError('usage', `cannot use ${file} for a journal: ${String((e as Error).message ?? e).split('\n')[0]}`);
-  }
+  // FULL: an entry is on disk when the guest sees its result. NORMAL keeps it across a crash of the process only.
+  const { db, file } = await openDatabase(dir, 'a journal', [
+    'CREATE TABLE IF NOT EXISTS journal (worker TEXT NOT NULL, position INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (worker, position)) WITHOUT ROWID',
+    'CREATE TABLE IF NOT EXISTS lease (worker TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL)',
+  ], options.sync);
   const insert = db.prepare('INSERT INTO journal (worker, position, entry) VALUES (?, ?, ?)');
   const selectFrom = db.prepare('SELECT position, entry FROM journal WHERE worker = ? AND position >= ? ORDER BY position');
   const selectOne = db.prepare('SELECT entry FROM journal WHERE worker = ? AND position = ?');
@@ -68,20 +56,7 @@ export async function openJournal(dir: string, worker: string, options: { leaseM
   const deleteLease = db.prepare('DELETE FROM lease WHERE worker = ? AND holder = ?');
   let expires = 0;
 
-  const transaction = <T>(fn: () => T): T => {
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      const out = fn();
-      db.exec('COMMIT');
-      return out;
-    } catch (e) {
-      if (db.isTransaction) db.exec('ROLLBACK');
-      if (!(e instanceof WizError) && /database is locked/.test(String((e as Error).message))) {
-        throw new WizError('journal', `${file} stayed locked by another process (one stopped inside a write?) past the 60 s wait`);
-      }
-      throw e;
-    }
-  };
+  const transaction = <T>(fn: () => T): T => inTransaction(db, file, fn);
   const current = (): LeaseHolder | undefined => {
     const row = selectLease.get(worker) as { holder: string; expires: number } | undefined;
     return row && { holder: String(row.holder), expires: Number(row.expires) };
