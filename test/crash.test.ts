@@ -14,7 +14,7 @@ if (!cToolchain && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_C_FIXTU
 if (!cToolchain) console.warn(`crash injection skipped: no wasm32-wasi clang (${C_TOOLCHAIN_HINT})`);
 
 /** Kills per variant (four variants), and interrupted runs going on at once. */
-const KILLS = 80;
+const KILLS = 60;
 const PARALLEL = 2;
 const ROUNDS = 12;
 
