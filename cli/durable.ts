@@ -1,6 +1,5 @@
 // `wiz asyncify`, `wiz run`, `wiz resume`, `wiz materialize`: durable runs from the command line, as files or in a
 // store of state images. The work is done by the library (src/durable); this file reads flags and writes outputs.
-import { writeSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { WizError } from '../src/errors.ts';
 import type { DurableModule, DurableWorker, Outcome, WorkerOptions } from '../src/durable/worker.ts';
@@ -8,7 +7,7 @@ import type { ImageStore } from '../src/durable/store.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { parseInvocation } from '../src/run/invoke.ts';
 import { hostOptionsOf, withHost, type HostFlags } from './host.ts';
-import { readInput, writeOutput } from './io.ts';
+import { readInput, writeOutput, writeText } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
 import { DEFAULT_LEASE_MS, type StoreJournal } from './stores/journal.ts';
 
@@ -25,7 +24,7 @@ const durableApi = async () => {
 const DEFAULT_STACK_SIZE = 1 << 20;
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-const warn = (line: string) => writeSync(2, `wiz: warning: ${line}\n`);
+const warn = (line: string) => writeText(2, `wiz: warning: ${line}\n`);
 
 interface DurableFlags extends HostFlags {
   output?: string;
@@ -75,7 +74,7 @@ function target(flags: DurableFlags): { file: string } | { store: string; id: st
 
 /** Prints the outcome's line: on stdout, or on stderr when the state itself goes to stdout. */
 function report(outcome: Outcome, flags: DurableFlags): void {
-  writeSync(flags.output === '-' ? 2 : 1, `${outcome.line}\n`);
+  writeText(flags.output === '-' ? 2 : 1, `${outcome.line}\n`);
 }
 
 export function addDurableCommands(cli: Command): void {
@@ -157,7 +156,7 @@ export function addDurableCommands(cli: Command): void {
         const answer = session.answerFor(worker, flags.answer, flags.at);
         if (answer === WAITING) {
           // Nothing to give it: say where it waits (after a crash, the command that found out).
-          writeSync(1, `${suspendedLine(worker)}\n`);
+          writeText(1, `${suspendedLine(worker)}\n`);
           return;
         }
         await session.drive(worker, () => worker.continue(answer));
@@ -199,7 +198,7 @@ export function addDurableCommands(cli: Command): void {
             const { image, chunks } = await captureImage(worker, { previous: saved });
             await store.save(`${where.id}.${n}`, image, chunks);
           });
-          writeSync(flags.output === '-' ? 2 : 1, `forked: ${where.id}.${n}\n`);
+          writeText(flags.output === '-' ? 2 : 1, `forked: ${where.id}.${n}\n`);
         }
         if (!hooked) warn('the module exports no "wiz-fork" hook: the copies are identical, random streams included');
       } finally {

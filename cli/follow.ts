@@ -2,7 +2,7 @@
 // running process appends to it, so that it stands where that process stands; when the lease of that process
 // runs out (it died), it takes the lease and goes on live from there. A replica that falls behind a truncation
 // of the journal joins again from the latest state.
-import { writeSync } from 'node:fs';
+import { writeText } from './io.ts';
 import { WizError } from '../src/errors.ts';
 import type { Session } from './journaled.ts';
 
@@ -19,7 +19,7 @@ class Behind extends Error {
 
 export async function follow(session: Session, id: string): Promise<void> {
   const nap = new Int32Array(new SharedArrayBuffer(4));
-  const say = (line: string) => writeSync(2, `wiz: ${line}\n`);
+  const say = (line: string) => writeText(2, `wiz: ${line}\n`);
   let leading = false;
   for (;;) {
     session.latest = await session.store.load(id);
@@ -53,7 +53,7 @@ export async function follow(session: Session, id: string): Promise<void> {
         // Followed to an outcome the running process reached and saved: say it; saving is that process's.
         const outcome = worker.continue();
         if (!leading) {
-          writeSync(1, `followed: ${outcome.line}\n`);
+          writeText(1, `followed: ${outcome.line}\n`);
           return;
         }
         // Took over on the way: from here it is this process's run.

@@ -184,6 +184,9 @@ function stubsFor(module: WebAssembly.Module, provided: Record<string, WebAssemb
 }
 
 const CLOCK_FUNCS = ['clock_time_get', 'clock_res_get'];
+/** WASI's errno for "try again" (a full or empty non-blocking pipe). */
+const EAGAIN = 6;
+const nap = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Randomness or clock readings taken during init are baked into every instance made from the snapshot. Say
@@ -214,6 +217,18 @@ function watchNondeterminism(
     return mem && start + len <= mem.buffer.byteLength ? new DataView(mem.buffer, start, len) : undefined;
   };
   const wrapped: WebAssembly.ModuleImports = { ...wasi };
+  // stdin/stdout may be non-blocking pipes or sockets another process drains: Node's WASI then fails a call with
+  // EAGAIN, and libc drops the output (or reads an end of input). The guest waits instead, as on a blocking pipe.
+  for (const name of ['fd_write', 'fd_read'] as const) {
+    const call = wasi[name] as (...a: unknown[]) => number;
+    wrapped[name] = (...args: unknown[]) => {
+      for (;;) {
+        const errno = call(...args);
+        if (errno !== EAGAIN) return errno;
+        Atomics.wait(nap, 0, 0, 1);
+      }
+    };
+  }
   const nextByte = () => {
     state ^= state << 13;
     state ^= state >>> 17;

@@ -66,12 +66,21 @@ function writeParts(fd: number, parts: readonly Uint8Array[]): void {
   flush();
 }
 
+const nap = new Int32Array(new SharedArrayBuffer(4));
+
+/** Writes all of `bytes`, waiting out a full pipe: stdout may be a non-blocking pipe or socket another process drains. */
 function writeAll(fd: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length; ) {
     try {
       at += writeSync(fd, bytes, at, bytes.length - at);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(nap, 0, 0, 1);
     }
   }
+}
+
+/** A line of text to stdout or stderr, whole (see `writeAll`). */
+export function writeText(fd: number, text: string): void {
+  writeAll(fd, Buffer.from(text));
 }

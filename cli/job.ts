@@ -1,5 +1,5 @@
 // One run of wiz init or wiz snapshot, from plain data, so that it can also run in a child process.
-import { writeSync } from 'node:fs';
+import { writeText } from './io.ts';
 import { parseInstrumented } from '../src/instrument/reparse.ts';
 import { preinitializeParts, snapshotParts } from '../src/preinitialize.ts';
 import { instantiate } from '../src/run/initialize.ts';
@@ -43,8 +43,8 @@ export interface JobOutput {
  */
 export function directOutput(job: Job): JobOutput {
   return {
-    warn: (line) => writeSync(2, `wiz: warning: ${line}\n`),
-    print: (line) => writeSync(job.printToStderr ? 2 : 1, `${line}\n`),
+    warn: (line) => writeText(2, `wiz: warning: ${line}\n`),
+    print: (line) => writeText(job.printToStderr ? 2 : 1, `${line}\n`),
   };
 }
 

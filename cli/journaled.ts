@@ -1,7 +1,7 @@
 // A worker in a store, run with its journal: `wiz run`, `resume` and `follow` with --store. One place holds the
 // lease, restores the latest state with the journal suffix to replay, keeps the host (open files, deterministic
 // streams) in step with replayed calls, saves at checkpoints and outcomes, and truncates the journal behind saves.
-import { writeSync } from 'node:fs';
+import { writeText } from './io.ts';
 import { WizError } from '../src/errors.ts';
 import { captureImage, restoreWorker } from '../src/durable/capture.ts';
 import type { ImageStore, LoadedGeneration } from '../src/durable/store.ts';
@@ -43,7 +43,7 @@ export interface Session {
   end(): void;
 }
 
-const warn = (line: string) => writeSync(2, `wiz: warning: ${line}\n`);
+const warn = (line: string) => writeText(2, `wiz: warning: ${line}\n`);
 
 /** `suspended: module.name(args) @position`: where a journaled worker waits, and the position an answer is for. */
 export function suspendedLine(worker: DurableWorker): string {
@@ -186,7 +186,7 @@ async function sessionOf(
       // printed is issued again, and says the same.
       const returned = worker.returnedLine;
       if (returned !== undefined) {
-        writeSync(1, `${returned}\n`);
+        writeText(1, `${returned}\n`);
         return { status: 'returned', result: undefined, line: returned };
       }
       let outcome = first();
@@ -195,7 +195,7 @@ async function sessionOf(
         outcome = worker.continue();
       }
       await session.save(worker);
-      writeSync(1, `${outcome.status === 'suspended' ? suspendedLine(worker) : outcome.line}\n`);
+      writeText(1, `${outcome.status === 'suspended' ? suspendedLine(worker) : outcome.line}\n`);
       return outcome;
     },
     end() {
