@@ -3,7 +3,8 @@
 // moments and recovered, until --kills N kills (default 10000) were made; every run is compared with the
 // uninterrupted one (test/helpers/crash.ts). Options: --parallel K runs at once (2), --rounds R (12), --seed S,
 // --kill-probability P (0.7). Prints progress and a summary; exits 1 on any divergence (its directory is kept).
-// The CLI is run from a copy of dist/ made at the start, so that a rebuild during the run changes nothing.
+// The CLI is run from a copy of dist/ made at the start, so that a rebuild during the run changes nothing
+// (--build DIR: copied from another built checkout instead). SIGINT or SIGTERM stops it with the summary so far.
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '12' },
     seed: { type: 'string' },
     'kill-probability': { type: 'string', default: '0.7' },
+    build: { type: 'string', default: root },
   },
 });
 const kills = Number(opts.kills);
@@ -40,11 +42,11 @@ if (!hasCToolchain()) {
 const crashy = buildCFixtures().crashy!;
 rmSync(work, { recursive: true, force: true });
 const copy = join(work, 'cli');
-for (const part of ['bin', 'dist', 'package.json']) cpSync(join(root, part), join(copy, part), { recursive: true });
+for (const part of ['bin', 'dist', 'package.json']) cpSync(join(opts.build, part), join(copy, part), { recursive: true });
 const cli: Cli = { node: process.execPath, wiz: join(copy, 'bin', 'wiz.js') };
 const started = performance.now();
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
-console.log(`crash injection: ${kills} kills, ${parallel} at once, ${rounds} rounds, kill probability ${killProbability}, seed ${seed}, load ${loadavg()[0]!.toFixed(2)}`);
+console.log(`crash injection: ${kills} kills, ${parallel} at once, ${rounds} rounds, kill probability ${killProbability}, seed ${seed}, wiz from ${opts.build}, load ${loadavg()[0]!.toFixed(2)}`);
 
 const timing = new Timing();
 const prepared: Prepared[] = [];
@@ -83,18 +85,29 @@ async function lane(): Promise<void> {
   }
 }
 
+/** Prints the summary of the runs that ended, and exits 1 on any divergence or loss. */
+function summary(): never {
+  progress(true);
+  const t = total(reports);
+  const divergences = reports.reduce((sum, r) => sum + r.divergences.length, 0);
+  console.log(`\nsummary: ${t.kills} kills (${t.lateKills} after the command's first output) in ${t.runs} runs (${t.commands} commands), ${elapsed()}`);
+  console.log(`  commands' median time to first output / exit: ${timing}`);
+  console.log(`  divergences: ${divergences} (in ${t.divergent} runs)`);
+  console.log(`  lost acknowledged effects: ${t.lostLines} stdout lines, ${t.lostBytes} file bytes`);
+  console.log(`  repeated stdout lines (a kill during their fd_write): ${t.repeats}`);
+  for (const v of VARIANTS) {
+    const of = total(reports.filter((r) => r.variant === v.name));
+    console.log(`  ${v.name}: ${of.kills} kills, ${of.runs} runs, ${of.divergent} divergent, ${of.repeats} repeats`);
+  }
+  process.exit(t.divergent > 0 || t.lostLines + t.lostBytes > 0 ? 1 : 0);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.log(`\n${signal}: stopped; runs still going are left out`);
+    summary();
+  });
+}
 mkdirSync(work, { recursive: true });
 await Promise.all(Array.from({ length: parallel }, lane));
-progress(true);
-const t = total(reports);
-const divergences = reports.reduce((sum, r) => sum + r.divergences.length, 0);
-console.log(`\nsummary: ${t.kills} kills (${t.lateKills} after the command's first output) in ${t.runs} runs (${t.commands} commands), ${elapsed()}`);
-console.log(`  commands' median time to first output / exit: ${timing}`);
-console.log(`  divergences: ${divergences} (in ${t.divergent} runs)`);
-console.log(`  lost acknowledged effects: ${t.lostLines} stdout lines, ${t.lostBytes} file bytes`);
-console.log(`  repeated stdout lines (a kill during their fd_write): ${t.repeats}`);
-for (const v of VARIANTS) {
-  const of = total(reports.filter((r) => r.variant === v.name));
-  console.log(`  ${v.name}: ${of.kills} kills, ${of.runs} runs, ${of.divergent} divergent, ${of.repeats} repeats`);
-}
-process.exit(t.divergent > 0 || t.lostLines + t.lostBytes > 0 ? 1 : 0);
+summary();
