@@ -150,7 +150,8 @@ describe('a journaled worker whose process dies', { timeout: 10 * 60_000 }, () =
 
   test('a process whose lease ran out cannot write again: its next call stops it with one line', async () => {
     // The program waits in ctl.go; a replica joins it there. Resumed, the program soon computes for seconds without
-    // a host call: its process is alive, but its lease runs out (a long pause, a partition) and the replica takes over.
+    // a host call (the replica computes the same, behind it), and there its process is frozen: alive, holding no
+    // lock (SIGSTOP inside a write would hold SQLite's), but its lease runs out and the replica takes over.
     const invoke = `main(${ROUNDS}, 30)`;
     const { dir, app, line } = await setup(invoke);
     const store = join(dir, 'store');
@@ -160,7 +161,10 @@ describe('a journaled worker whose process dies', { timeout: 10 * 60_000 }, () =
     await waitFor(replica, /caught up at journal position 0 /);
     const leader = start(['resume', '--store', store, '--id', 'w', ...HOST, ...STORE_FLAGS, ...lease]);
     // The answer (none: ctl.go returns nothing) at 0, rounds 0–4 (a random reading in round 0) at 1–6.
+    await journalPast(store, 6, leader);
+    leader.child.kill('SIGSTOP');
     await waitFor(replica, /took over worker "w" at journal position 7\n/);
+    leader.child.kill('SIGCONT');
     expect(await leader.exited).toBe(1);
     expect(leader.stderr).toMatch(/^wiz: worker "w" is now run by another process \([^)]+\): this one stops before its call at journal position 7\n$/);
     expect(await replica.exited, replica.stderr).toBe(0);

@@ -330,3 +330,37 @@ describe('record and replay', () => {
     console.log(`journal: ${((journaled - raw) * 1000 / (4 * n)).toFixed(2)} µs per call added (${(raw * 1000 / (4 * n)).toFixed(2)} µs per call without it), in-memory log`);
   });
 });
+
+describe('what must be durable when', () => {
+  it('entries of calls without outside effects may stay volatile; an effect waits for a sync, and its entry is durable', () => {
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const view = new DataView(memory.buffer);
+    const events: string[] = [];
+    const log = {
+      append: (_entry: Uint8Array, position: number, durable: boolean) => events.push(`${position}:${durable ? 'durable' : 'volatile'}`),
+      sync: () => events.push('sync'),
+    };
+    const hosts = {
+      wasi_snapshot_preview1: {
+        clock_time_get: (_id: number, _precision: bigint, out: number) => (events.push('clock'), view.setBigUint64(out, 5n, true), 0),
+        random_get: (_at: number, _len: number) => (events.push('random'), 0),
+        fd_write: (_fd: number, _iovs: number, _n: number, out: number) => (events.push('write'), view.setUint32(out, 0, true), 0),
+      },
+      env: { send: (x: number) => (events.push('send'), x + 1) },
+    };
+    const journal = journalImports(hosts, { memory: () => memory, log });
+    const wasi = journal.imports.wasi_snapshot_preview1 as Record<string, (...a: unknown[]) => unknown>;
+    const env = journal.imports.env as Record<string, (...a: unknown[]) => unknown>;
+    wasi.clock_time_get!(0, 0n, 8);
+    wasi.random_get!(16, 4);
+    wasi.fd_write!(1, 32, 0, 40);
+    env.send!(7);
+    expect(events).toEqual([
+      'clock', '0:volatile', 'random', '1:volatile',
+      // Before the write is made, what it may print is on disk; the write's own entry is durable.
+      'sync', 'write', '2:durable',
+      // A user import's effects are unknown: treated as one.
+      'sync', 'send', '3:durable',
+    ]);
+  });
+});

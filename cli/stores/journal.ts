@@ -40,12 +40,16 @@ export interface StoreJournal extends JournalLog {
 export async function openJournal(dir: string, worker: string, options: { leaseMs?: number; sync?: 'full' | 'normal' } = {}): Promise<StoreJournal> {
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
   const holder = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
-  // FULL: an entry is on disk when the guest sees its result. NORMAL keeps it across a crash of the process only.
+  // Commits are not synced (NORMAL: they survive a crash of the process); with `sync: 'full'` (the default) a durable
+  // append or a `sync` commits with FULL, which puts it and every commit before it on disk.
+  const full = options.sync !== 'normal';
   const { db, file } = await openDatabase(dir, 'a journal', [
     'CREATE TABLE IF NOT EXISTS journal (worker TEXT NOT NULL, position INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (worker, position)) WITHOUT ROWID',
     'CREATE TABLE IF NOT EXISTS lease (worker TEXT PRIMARY KEY NOT NULL, holder TEXT NOT NULL, expires INTEGER NOT NULL)',
-  ], options.sync);
-  const insert = db.prepare('INSERT INTO journal (worker, position, entry) VALUES (?, ?, ?)');
+  ], 'normal');
+  // One statement, one commit: the entry goes in only while this process holds the lease.
+  const insert = db.prepare('INSERT INTO journal (worker, position, entry) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM lease WHERE worker = ? AND holder = ?)');
+  const renew = db.prepare('UPDATE lease SET expires = ? WHERE worker = ? AND holder = ?');
   const selectFrom = db.prepare('SELECT position, entry FROM journal WHERE worker = ? AND position >= ? ORDER BY position');
   const selectOne = db.prepare('SELECT entry FROM journal WHERE worker = ? AND position = ?');
   const selectFirst = db.prepare('SELECT min(position) AS p FROM journal WHERE worker = ?');
@@ -55,6 +59,22 @@ export async function openJournal(dir: string, worker: string, options: { leaseM
   const upsertLease = db.prepare('INSERT INTO lease (worker, holder, expires) VALUES (?, ?, ?) ON CONFLICT (worker) DO UPDATE SET holder = excluded.holder, expires = excluded.expires');
   const deleteLease = db.prepare('DELETE FROM lease WHERE worker = ? AND holder = ?');
   let expires = 0;
+  /** Entries committed since the last synced commit. */
+  let volatile = false;
+  /** Runs `fn` with commits synced (FULL). */
+  const synced = <T>(fn: () => T): T => {
+    db.exec('PRAGMA synchronous = FULL');
+    try {
+      return fn();
+    } finally {
+      db.exec('PRAGMA synchronous = NORMAL');
+    }
+  };
+  const lost = (position?: number): WizError => {
+    const lease = current();
+    const where = position === undefined ? 'its next call' : `its call at journal position ${position}`;
+    return new WizError('journal', `worker "${worker}" is now run by another process (${lease ? lease.holder : 'its lease was released'}): this one stops before ${where}`);
+  };
 
   const transaction = <T>(fn: () => T): T => inTransaction(db, file, fn);
   const current = (): LeaseHolder | undefined => {
@@ -69,23 +89,39 @@ export async function openJournal(dir: string, worker: string, options: { leaseM
 
   return {
     holder,
-    append(entry, position) {
-      transaction(() => {
-        const lease = current();
-        if (lease?.holder !== holder) {
-          throw new WizError('journal', `worker "${worker}" is now run by another process (${lease ? lease.holder : 'its lease was released'}): this one stops before its call at journal position ${position}`);
-        }
+    append(entry, position, durable) {
+      const write = () => {
         const now = Date.now();
         if (expires - now < leaseMs / 2) {
           expires = now + leaseMs;
-          upsertLease.run(worker, holder, expires);
+          if (renew.run(expires, worker, holder).changes === 0) throw lost(position);
         }
+        let changes: number | bigint;
         try {
-          insert.run(worker, position, entry);
+          changes = insert.run(worker, position, entry, worker, holder).changes;
         } catch (e) {
           throw new WizError('journal', `journal position ${position} of worker "${worker}" is taken: another process wrote it (${String((e as Error).message).split('\n')[0]})`);
         }
+        if (Number(changes) === 0) throw lost(position);
+      };
+      // A renewal and the entry are one commit; most appends are the insert alone.
+      const commit = () => (expires - Date.now() < leaseMs / 2 ? transaction(write) : write());
+      if (full && durable) {
+        synced(commit);
+        volatile = false;
+      } else {
+        commit();
+        volatile = true;
+      }
+    },
+    sync() {
+      if (!full || !volatile) return;
+      // A synced commit of the lease (renewed on the way) puts every entry before it on disk.
+      synced(() => {
+        expires = Date.now() + leaseMs;
+        if (renew.run(expires, worker, holder).changes === 0) throw lost();
       });
+      volatile = false;
     },
     read(from) {
       const out: Uint8Array[] = [];

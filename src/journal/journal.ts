@@ -3,11 +3,16 @@ import { EntryWriter, decodeEntry, isJournalValue, type JournalEntry, type Journ
 import { wasiBefore, wasiCallClass, wasiWrites, type GuestMemory, type SizesOf } from './wasi.ts';
 
 /**
- * Where entries go. `append` must return only once the entry is durable: the guest sees the result after it. It is
- * told the entry's position; a log that finds that position taken (another writer) must throw.
+ * Where entries go, told each entry's position (a log that finds that position taken, by another writer, must
+ * throw). `append` with `durable` must return only once the entry, and every entry before it, is durable: the
+ * guest sees the result after it. Without `durable` (a read, a clock: a call without effects outside the guest)
+ * the entry may stay volatile until the next `sync` or durable append: lost in a crash, that call is only made
+ * again, since nothing outside saw what it returned. `sync` is called before a call with effects is made, so
+ * that what the effect may depend on is durable first; a log without it keeps every entry durable.
  */
 export interface JournalLog {
-  append(entry: Uint8Array, position: number): void;
+  append(entry: Uint8Array, position: number, durable: boolean): void;
+  sync?(): void;
 }
 
 /** A log in memory (tests, or a host that persists entries itself). */
@@ -178,6 +183,10 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
     } catch {
       // An iovec array beyond memory: the host fails the call (EFAULT), which then writes nothing.
     }
+    // A call with effects outside the guest (a WASI effect; any user import, whose effects wiz cannot know) is made
+    // only once what it may depend on is durable, and its own entry is durable before the guest goes on.
+    const durable = !isWasi || wasiCallClass(name) === 'effect';
+    if (durable) options.log.sync?.();
     let result: unknown;
     inCall = true;
     try {
@@ -186,7 +195,7 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
       const threw: JournalResult = { kind: 'threw', message: e instanceof Error ? e.message : String(e) };
       writer.result(threw);
       writer.writes([]);
-      options.log.append(writer.finish(), position);
+      options.log.append(writer.finish(), position, true);
       cursor++;
       observe(spec, name, isWasi, values, threw, [], false, position);
       throw e;
@@ -198,7 +207,7 @@ export function journalImports(imports: WebAssembly.Imports, options: JournalOpt
     const writes = isWasi ? wasiMemoryWrites(spec, name, values, result, before, options.memory(), hostModule) : [];
     writer.result(outcome);
     writer.writes(writes);
-    options.log.append(writer.finish(), position);
+    options.log.append(writer.finish(), position, durable);
     cursor++;
     observe(spec, name, isWasi, values, outcome, writes, false, position);
     return result;
