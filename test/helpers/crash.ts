@@ -54,7 +54,7 @@ export interface Prepared {
 export interface RunReport {
   variant: string;
   kills: number;
-  /** Kills of a command that had printed (it ran the guest or saved): the rest came during Node's start. */
+  /** Kills of a command that had printed (in host calls, appends, saves): the rest came before (start, restore, replay). */
   lateKills: number;
   commands: number;
   /** Lines printed again after a kill during their fd_write. */
