@@ -284,9 +284,10 @@ describe('an old Node', () => {
 });
 
 describe('the launcher', () => {
-  /** A copy of the package whose build prints a marker instead of running wiz. */
-  function copyWithMarkedBuild(): string {
-    const dir = tempDir();
+  /** A copy of the package whose build prints a marker instead of running wiz; a git checkout unless `installed`. */
+  function copyWithMarkedBuild(dir = tempDir(), installed = false): string {
+    mkdirSync(dir, { recursive: true });
+    if (!installed) mkdirSync(join(dir, '.git'));
     cpSync(join(import.meta.dirname, '..', 'bin'), join(dir, 'bin'), { recursive: true });
     cpSync(join(import.meta.dirname, '..', 'src'), join(dir, 'src'), { recursive: true });
     cpSync(join(import.meta.dirname, '..', 'cli'), join(dir, 'cli'), { recursive: true });
@@ -304,5 +305,14 @@ describe('the launcher', () => {
     expect(launch()).toBe('from the build\n');
     utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(0), new Date(0)); // stale: an edit came later
     expect(launch()).toBe(`${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}\n`);
+  });
+
+  it('an installed package runs its build whatever the file times (not a checkout, or below node_modules)', () => {
+    const base = tempDir();
+    for (const [dir, installed] of [[join(base, 'unpacked'), true], [join(base, 'node_modules', 'wiz'), false]] as const) {
+      copyWithMarkedBuild(dir, installed);
+      utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(0), new Date(0)); // as old as an unpacked tarball may leave it
+      expect(execFileSync(process.execPath, [join(dir, 'bin', 'wiz.js'), '--version']).toString()).toBe('from the build\n');
+    }
   });
 });
