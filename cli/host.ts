@@ -2,6 +2,7 @@
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { WizError } from '../src/errors.ts';
 import type { WorkerOptions } from '../src/durable/worker.ts';
+import { runtimeWasi, type RuntimeWasi } from './wasi.ts';
 
 /** Host options, as plain data (they cross to a child process when a time limit is set). */
 export interface HostOptions {
@@ -72,12 +73,11 @@ const WASI_MODULE = 'wasi_snapshot_preview1';
 export async function createHost(options: HostOptions, warn: (line: string) => void): Promise<Host> {
   const imports: Record<string, WebAssembly.ModuleImports> = {};
   const fds: number[] = [];
-  let wasi: import('node:wasi').WASI | undefined;
+  let wasi: RuntimeWasi | undefined;
   let raw: Record<string, unknown> | undefined;
   let watched: ReturnType<typeof watchNondeterminism> | undefined;
   if (options.allowWasi) {
     quietExperimentalWarning('WASI');
-    const { WASI } = await import('node:wasi'); // loaded only when asked for: it is experimental, and not free
     const preopens: Record<string, string> = {};
     for (const dir of options.dirs) preopens[dir] = directory('--dir', dir, dir);
     for (const spec of options.mapdirs) {
@@ -90,17 +90,9 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       stdio = [openSync('/dev/null', 'r'), openSync('/dev/null', 'w'), openSync('/dev/null', 'w')];
       fds.push(...stdio);
     }
-    wasi = new WASI({
-      version: 'preview1',
-      args: [],
-      env: options.inheritEnv ? process.env : {},
-      preopens,
-      stdin: stdio[0],
-      stdout: stdio[1],
-      stderr: stdio[2],
-      returnOnExit: true,
-    });
-    raw = (wasi.getImportObject() as Record<string, WebAssembly.ModuleImports>)[WASI_MODULE]! as Record<string, unknown>;
+    // Loaded only when asked for: it is experimental, and not free.
+    wasi = await runtimeWasi({ env: options.inheritEnv ? process.env : {}, preopens, stdin: stdio[0]!, stdout: stdio[1]!, stderr: stdio[2]! });
+    raw = wasi.imports;
     watched = watchNondeterminism(raw as WebAssembly.ModuleImports, options, options.run ? () => {} : warn, () => memory);
     imports[WASI_MODULE] = watched.imports;
   } else if (options.dirs.length + options.mapdirs.length > 0 || options.deterministic) {
@@ -140,7 +132,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       // WASI reads and writes the guest's memory: its `memory` export by convention, else its first memory.
       const candidates = [instance.exports.memory, instance.exports.__wizer_memory_0, ...Object.values(instance.exports)];
       memory = candidates.find((m): m is WebAssembly.Memory => m instanceof WebAssembly.Memory);
-      wasi.finalizeBindings(instance, { memory: memory ?? new WebAssembly.Memory({ initial: 0 }) });
+      wasi.bind(instance, memory ?? new WebAssembly.Memory({ initial: 0 }));
     },
     close() {
       for (const fd of fds) closeSync(fd);
