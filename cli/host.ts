@@ -91,7 +91,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       fds.push(...stdio);
     }
     // Loaded only when asked for: it is experimental, and not free.
-    wasi = await runtimeWasi({ env: options.inheritEnv ? process.env : {}, preopens, stdin: stdio[0]!, stdout: stdio[1]!, stderr: stdio[2]! });
+    wasi = await runtimeWasi({ env: options.inheritEnv ? sortedEnv() : {}, preopens, stdin: stdio[0]!, stdout: stdio[1]!, stderr: stdio[2]! });
     raw = wasi.imports;
     watched = watchNondeterminism(raw as WebAssembly.ModuleImports, options, options.run ? () => {} : warn, () => memory);
     imports[WASI_MODULE] = watched.imports;
@@ -138,6 +138,11 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
       for (const fd of fds) closeSync(fd);
     },
   };
+}
+
+/** wiz's environment, by name: runtimes list process.env in different orders, and the guest keeps the order it saw. */
+function sortedEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(process.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /** Node's experimental modules (WASI, SQLite) announce themselves when loaded; wiz users did not ask for that line. */
