@@ -15,6 +15,8 @@ interface CommonJob {
   renames: string[];
   keepInstrumentation?: boolean;
   host: HostOptions;
+  /** `-q`: errors only, no warnings. */
+  quiet?: boolean;
 }
 
 export interface InitJob extends CommonJob {
@@ -43,7 +45,9 @@ export interface JobOutput {
  */
 export function directOutput(job: Job): JobOutput {
   return {
-    warn: (line) => writeText(2, `wiz: warning: ${line}\n`),
+    warn: (line) => {
+      if (!job.quiet) writeText(2, `wiz: warning: ${line}\n`);
+    },
     print: (line) => writeText(job.printToStderr ? 2 : 1, `${line}\n`),
   };
 }

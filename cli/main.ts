@@ -19,6 +19,7 @@ import { addDiffCommand } from './diff.ts';
 import { addDurableCommands } from './durable.ts';
 import { initChecked } from './determinism.ts';
 import type { ChildReply } from './child.ts';
+import { findConfig } from './config.ts';
 
 const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
 
@@ -29,17 +30,23 @@ const FEATURE_FLAGS = ['multi-memory', 'multi-value', 'bulk-memory', 'simd', 're
  * Boolean flags take a value only as `--flag=true|false`, never as a separate argument (which could swallow
  * the input path, a known trap of the reference's command line).
  */
-const BOOLEAN_FLAGS = ['--keep-init-func', '--keep-instrumentation', '--inherit-stdio', '--inherit-env', '--relaxed-simd-deterministic', ...FEATURE_FLAGS];
+const BOOLEAN_FLAGS = [
+  '--keep-init-func', '--keep-instrumentation', '--inherit-stdio', '--inherit-env', '--relaxed-simd-deterministic', '--deterministic',
+  '--quiet', ...FEATURE_FLAGS,
+];
 
 /** Short options that take a value, which the reference also accepts as `-o=FILE`. */
 const SHORT_WITH_VALUE = ['-o', '-f', '-r'];
 
 /**
  * Rewrites `--flag=true` to `--flag` and `--flag=false` to `--no-flag` for the boolean flags above, and
- * `-o=FILE` to `-o FILE`, as the reference's command line reads them.
+ * `-o=FILE` to `-o FILE`, as the reference's command line reads them. With `separateValues` (the `wizer`
+ * command, which takes the reference's command line exactly) `--flag true` and `--flag false` are read as
+ * `--flag=true` and `--flag=false` too.
  */
-export function normalizeArgs(argv: readonly string[]): string[] {
-  return argv.flatMap((arg) => {
+export function normalizeArgs(argv: readonly string[], separateValues = false): string[] {
+  const joined = separateValues ? joinBooleanValues(argv) : argv;
+  return joined.flatMap((arg) => {
     const eq = arg.indexOf('=');
     const flag = eq < 0 ? '' : arg.slice(0, eq);
     if (SHORT_WITH_VALUE.includes(flag)) return [flag, arg.slice(eq + 1)];
@@ -49,6 +56,21 @@ export function normalizeArgs(argv: readonly string[]): string[] {
     if (value === 'false') return [`--no-${flag.slice(2)}`];
     throw new CommanderError(2, 'wiz.usage', `${flag} takes true or false, not "${value}"`);
   });
+}
+
+/** `--flag true|false` as `--flag=true|false`, for the boolean flags above (up to a `--`). */
+function joinBooleanValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (BOOLEAN_FLAGS.includes(arg) && (next === 'true' || next === 'false')) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -76,6 +98,7 @@ interface CommonOptions extends HostFlags {
   relaxedSimdDeterministic?: boolean;
   report?: boolean;
   optimize?: boolean;
+  quiet?: boolean;
 }
 
 /** The options both commands share: output, renames, instrumentation, what the host provides, a time limit. */
@@ -89,17 +112,47 @@ function addCommonOptions(cmd: Command, what: string): Command {
   addBoolean(cmd, '--inherit-env', 'with --allow-wasi: the guest sees wiz\'s environment variables (default: none)');
   cmd.option('--dir <dir>', 'with --allow-wasi: give the guest this host directory, at the same path (repeatable)', collect, [] as string[])
     .option('--mapdir <guest::host>', 'with --allow-wasi: give the guest host directory HOST at path GUEST (repeatable)', collect, [] as string[])
-    .option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0, for reproducible builds')
+    .addOption(new Option('--deterministic', 'with --allow-wasi: a fixed random stream and a clock that starts at 0, for reproducible builds'))
+    .addOption(new Option('--no-deterministic').hideHelp())
     .option('--preload <name=file.wasm>', 'instantiate another module and provide its exports as the imports of module NAME (repeatable; not snapshotted)', collect, [] as string[])
     .option('--init-timeout <seconds>', `stop and fail if ${what} takes longer than this`);
   cmd.option('-v, --report', 'print the input and output sizes, the data written and what merging segments saved, to stderr')
-    .option('--optimize', 'run Binaryen\'s optimizer (-Os) on the output, with only the features the module uses, to remove what only init needed (needs the binaryen package)');
+    .option('--optimize', 'run Binaryen\'s optimizer (-Os) on the output, with only the features the module uses, to remove what only init needed (needs the binaryen package)')
+    .addOption(new Option('-q, --quiet', 'print errors only, no warnings'))
+    .addOption(new Option('--no-quiet').hideHelp());
   addBoolean(cmd, '--relaxed-simd-deterministic', 'accepted for compatibility; the engine decides relaxed SIMD results', true);
   for (const flag of FEATURE_FLAGS) addBoolean(cmd, flag, 'accepted for compatibility; the engine decides', true);
   return cmd;
 }
 
 const hostOptions = (opts: CommonOptions, output: string): HostOptions => hostOptionsOf(opts, output === '-');
+
+/** The options a config file may set (`wiz.config.json`, or `"wiz"` in package.json), where no flag set them. */
+function withConfig<T extends CommonOptions>(opts: T): T {
+  const { config } = findConfig();
+  return { ...opts, quiet: opts.quiet ?? config.quiet, deterministic: opts.deterministic ?? config.deterministic };
+}
+
+type InitOptions = CommonOptions & { initFunc?: string; keepInitFunc?: boolean; checkDeterminism?: boolean };
+
+/** `wiz init`'s flags and action, on `wiz init` and on `wizer` (the reference's command line). */
+function defineInit(cmd: Command): Command {
+  cmd.option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
+    .option('--check-determinism', 'run init twice (the second time with fresh random bytes and the clock a day later) and fail, writing nothing, if the states differ');
+  addBoolean(cmd, '--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)');
+  return addCommonOptions(cmd, 'initializing')
+    .action(async (input: string, flags: InitOptions) => {
+      const opts = withConfig(flags);
+      const output = outputPath(opts.output);
+      const job: Job = {
+        kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
+        renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
+        printToStderr: output === '-', quiet: opts.quiet,
+      };
+      const parts = opts.checkDeterminism ? await initChecked(job, (j, out) => execute(j, opts, out)) : await execute(job, opts);
+      if (parts) writeOutput(output, await finish(job, parts, opts));
+    });
+}
 
 function program(): Command {
   const cli = new Command('wiz')
@@ -108,34 +161,22 @@ function program(): Command {
     .showHelpAfterError('(run wiz --help for usage)')
     .exitOverride();
 
-  const init = cli.command('init')
+  defineInit(cli.command('init')
     .description('instantiate a module, run its init function, and write the initialized module')
-    .argument('<input>', 'the module (.wasm file, or - for stdin)')
-    .option('-f, --init-func <name>', `the exported function to run (default: ${DEFAULT_INIT_FUNC}, or wizer.initialize when only that is exported)`)
-    .option('--check-determinism', 'run init twice (the second time with fresh random bytes and the clock a day later) and fail, writing nothing, if the states differ');
-  addBoolean(init, '--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)');
-  addCommonOptions(init, 'initializing')
-    .action(async (input: string, opts: CommonOptions & { initFunc?: string; keepInitFunc?: boolean; checkDeterminism?: boolean }) => {
-      const output = outputPath(opts.output);
-      const job: Job = {
-        kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
-        renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
-        printToStderr: output === '-',
-      };
-      const parts = opts.checkDeterminism ? await initChecked(job, (j, out) => execute(j, opts, out)) : await execute(job, opts);
-      if (parts) writeOutput(output, await finish(job, parts, opts));
-    });
+    .argument('<input>', 'the module (.wasm file, or - for stdin)'));
 
   const snap = cli.command('snapshot')
     .description('instantiate an instrumented module (from --keep-instrumentation), call exports, and snapshot the state')
     .argument('<input>', 'the instrumented module (.wasm file, or - for stdin)')
     .option('--invoke <call>', 'call an export before the snapshot: name or name(arg, ...); repeatable, in order', collect, [] as string[]);
   addCommonOptions(snap, 'running the calls')
-    .action(async (input: string, opts: CommonOptions & { invoke: string[] }) => {
+    .action(async (input: string, flags: CommonOptions & { invoke: string[] }) => {
+      const opts = withConfig(flags);
       const output = outputPath(opts.output);
       const job: Job = {
         kind: 'snapshot', input: readInput(input), invoke: opts.invoke, renames: opts.renameFunc,
         keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-',
+        quiet: opts.quiet,
       };
       writeOutput(output, await finish(job, await execute(job, opts), opts));
     });
@@ -161,13 +202,23 @@ function program(): Command {
   return cli;
 }
 
+/** The reference's command line, `wizer [flags] [input]`: `wiz init` without the subcommand, stdin by default. */
+function wizerProgram(): Command {
+  return defineInit(new Command('wizer')
+    .description('WebAssembly pre-initializer (wiz, with the command line of Wizer): instantiate a module, run its init function, and write the initialized module')
+    .version(packageVersion(), '-V, --version')
+    .showHelpAfterError('(run wizer --help for usage)')
+    .exitOverride()
+    .argument('[input]', 'the module (.wasm file, or - for stdin; default: stdin)', '-'));
+}
+
 /** The longest time limit a timer can hold (2^31 - 1 ms). */
 const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Runs a job here (warnings to `out`), or in a child process that is killed when `--init-timeout` runs out. */
 async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<Uint8Array[]> {
   if (opts.optimize) requireBinaryen();
-  if (opts.relaxedSimdDeterministic) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
+  if (opts.relaxedSimdDeterministic && !opts.quiet) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
   if (opts.initTimeout === undefined) return runJob(job, out ?? directOutput(job));
   const seconds = Number(opts.initTimeout);
   if (!(seconds > 0) || seconds > MAX_TIMEOUT_SECONDS) {
@@ -223,14 +274,25 @@ function outputPath(output: string | undefined): string {
   return output ?? '-';
 }
 
+/** The `wiz` command. */
 export async function main(argv: string[]): Promise<void> {
+  await run(program, () => normalizeArgs(argv));
+}
+
+/** The `wizer` command: the reference's command line, which is `wiz init`'s. */
+export async function wizer(argv: string[]): Promise<void> {
+  await run(wizerProgram, () => normalizeArgs(argv, true));
+}
+
+/** Exit codes as the reference's: 0, 1 for a failure, 2 for a usage error; 70 for a bug in wiz. */
+async function run(command: () => Command, argv: () => string[]): Promise<void> {
   try {
-    await program().parseAsync(normalizeArgs(argv), { from: 'user' });
+    await command().parseAsync(argv(), { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has printed its own message (help, version, usage errors) unless the error is ours.
       if (e.code === 'wiz.usage') process.stderr.write(`${e.message.startsWith('wiz:') ? '' : 'wiz: '}${e.message}\n`);
-      process.exitCode = e.exitCode;
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
       return;
     }
     if (isWizError(e)) {

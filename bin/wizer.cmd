@@ -1,0 +1,2 @@
+@ECHO off
+node "%~dp0wizer.js" %*
