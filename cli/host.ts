@@ -1,4 +1,4 @@
-// What the host provides during init: WASI (Node's own implementation), preloaded modules, determinism.
+// What the host provides during init: WASI (the JS runtime's node:wasi, see wasi.ts), preloaded modules, determinism.
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { WizError } from '../src/errors.ts';
 import type { WorkerOptions } from '../src/durable/worker.ts';
@@ -60,7 +60,7 @@ export interface Host {
   streams(): DeterministicStreams | undefined;
   /** Binds WASI to the instance's memory, before any export runs. */
   bind(instance: WebAssembly.Instance): void;
-  /** Node's WASI functions themselves (not wrapped), to reopen files a recovered guest holds; undefined without WASI. */
+  /** The runtime's WASI functions (without the nondeterminism watch), to reopen files a recovered guest holds; undefined without WASI. */
   wasi: Record<string, unknown> | undefined;
   /** Tells the host a WASI call was replayed from a journal: `--deterministic`'s streams move on as if it was made. */
   replayed(name: string, args: readonly unknown[]): void;

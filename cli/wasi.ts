@@ -37,7 +37,7 @@ interface AnyWasi {
 }
 
 const unsupported = (why: string) =>
-  new WizError('usage', `--allow-wasi is not supported on ${runtimeName()}: ${why}; run wiz on Node.js for WASI`);
+  new WizError('usage', `--allow-wasi is not supported on ${runtimeName()}: ${why} (Node.js, Deno and Bun have it)`);
 
 /** WASI preview1 from `node:wasi`, or one line saying why this runtime cannot give it. */
 export async function runtimeWasi(options: WasiOptions): Promise<RuntimeWasi> {

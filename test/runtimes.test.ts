@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
 import { observe } from './helpers/observe.ts';
 import { tempDir, WIZ_BIN } from './helpers/run.ts';
@@ -147,5 +147,43 @@ describe(`wiz on ${runtimes.map((rt) => rt.name).join(', ')}`, () => {
     it('table.c, a CPU-heavy init without WASI: the same 4 MiB module', () => {
       sameOnEveryRuntime('init', fixtures.table!);
     }, MINUTES);
+  });
+});
+
+describe('a runtime\'s node:wasi', () => {
+  const options = { env: {}, preopens: {}, stdin: 0, stdout: 1, stderr: 2 };
+  /** cli/wasi.ts loaded with `node:wasi` replaced by `module`. */
+  const withWasi = async (module: object) => {
+    vi.resetModules();
+    vi.doMock('node:wasi', () => module);
+    return import('../cli/wasi.ts');
+  };
+  afterEach(() => {
+    vi.doUnmock('node:wasi');
+    vi.resetModules();
+  });
+
+  it('missing: --allow-wasi fails with one line naming the runtime', async () => {
+    const { runtimeWasi, runtimeName } = await withWasi({ WASI: undefined });
+    await expect(runtimeWasi(options)).rejects.toThrow(`--allow-wasi is not supported on ${runtimeName()}: node:wasi has no WASI class (Node.js, Deno and Bun have it)`);
+  });
+
+  it('shaped as Bun\'s (wasiImport, setMemory): its functions are used and bound to the guest\'s memory', async () => {
+    const bound: WebAssembly.Memory[] = [];
+    class WASI {
+      wasiImport = { fd_write: () => 0, fd_fdstat_get: () => 0 };
+      setMemory(memory: WebAssembly.Memory) {
+        bound.push(memory);
+      }
+    }
+    const { runtimeWasi } = await withWasi({ WASI });
+    const wasi = await runtimeWasi(options);
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    wasi.bind({} as WebAssembly.Instance, memory);
+    expect(bound).toEqual([memory]);
+    expect((wasi.imports.fd_write as () => number)()).toBe(0);
+    // stdout here is what vitest gives it; the answer follows the host fd's type, with Node's WASI rights for it.
+    expect((wasi.imports.fd_fdstat_get as (fd: number, at: number) => number)(1, 8)).toBe(0);
+    expect(new Uint8Array(memory.buffer, 8, 1)[0]).toBeGreaterThan(0);
   });
 });
