@@ -169,7 +169,7 @@ describe('wiz inspect', () => {
 });
 
 describe.skipIf(!hasCToolchain())('wiz inspect on the C fixtures', () => {
-  it('reads each fixture before and after wiz init', () => {
+  it('reads each fixture before and after wiz init', { timeout: 10 * 60_000 }, () => {
     const configDir = tempDir();
     writeFileSync(join(configDir, 'settings.txt'), 'alpha 1\nbeta 20\n');
     for (const [name, path] of Object.entries(buildCFixtures())) {

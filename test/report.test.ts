@@ -119,7 +119,8 @@ describe('--optimize', () => {
 });
 
 describe.skipIf(!hasCToolchain())('--optimize on the C fixtures', () => {
-  it('gives smaller modules whose exports return what the unoptimized snapshot\'s return', async () => {
+  // Binaryen on every C fixture, twice each: minutes on a busy machine.
+  it('gives smaller modules whose exports return what the unoptimized snapshot\'s return', { timeout: 10 * 60_000 }, async () => {
     const configDir = tempDir();
     writeFileSync(join(configDir, 'settings.txt'), 'alpha 1\nbeta 20\n');
     for (const [name, path] of Object.entries(buildCFixtures())) {
