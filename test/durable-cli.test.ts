@@ -235,15 +235,17 @@ describe('wiz run and wiz resume', () => {
     const rpc = buildCFixtures().rpc!;
     const dir = tempDir();
     // The reference: the original module, answered at once, in a process whose stdout is a pipe as the CLI's is,
-    // and non-blocking as Node makes it once process.stdout is used (libc keeps the flags the host reports).
+    // and non-blocking as Node makes it once process.stdout is used, under the WASI wiz gives guests (libc keeps
+    // what fd_fdstat_get says, which wiz answers alike on every runtime).
     const reference = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', `
       import { readFileSync, writeFileSync } from 'node:fs';
-      import { WASI } from 'node:wasi';
+      import { runtimeWasi } from ${JSON.stringify(join(import.meta.dirname, '..', 'cli', 'wasi.ts'))};
       process.stdout.isTTY;
-      const wasi = new WASI({ version: 'preview1', returnOnExit: true });
+      const wasi = await runtimeWasi({ env: {}, preopens: {}, stdin: 0, stdout: 1, stderr: 2 });
       const { instance } = await WebAssembly.instantiate(readFileSync(process.argv[1]), {
-        ...wasi.getImportObject(), rpc: { call: (r) => r * 7 + 1, notify: () => {} } });
-      wasi.initialize(instance);
+        wasi_snapshot_preview1: wasi.imports, rpc: { call: (r) => r * 7 + 1, notify: () => {} } });
+      wasi.bind(instance, instance.exports.memory);
+      instance.exports._initialize();
       const result = instance.exports.run(7);
       writeFileSync(process.argv[2], new Uint8Array(instance.exports.memory.buffer));
       process.stderr.write(JSON.stringify({ result, checksum: instance.exports.checksum() }));`, rpc, join(dir, 'memory.bin')]);
