@@ -1296,31 +1296,9 @@ async function part9(): Promise<void> {
   ]);
 }
 
-/** The Restate round-trip guest (test/restate.test.ts): each request depends on the replies so far. */
-const RESTATE_GUEST = `(module
-  (import "rpc" "call" (func $call (param i32) (result i32)))
-  (memory (export "memory") 1)
-  (func $round (param $i i32) (param $n i32) (param $acc i32) (result i32) (local $reply i32)
-    (if (result i32) (i32.ge_u (local.get $i) (local.get $n))
-      (then (local.get $acc))
-      (else
-        (local.set $reply (call $call (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $i))))
-        (i32.store (i32.shl (local.get $i) (i32.const 2)) (local.get $reply))
-        (i32.add (i32.mul (local.get $i) (i32.const 1000))
-          (call $round (i32.add (local.get $i) (i32.const 1)) (local.get $n)
-            (i32.xor (i32.mul (local.get $acc) (i32.const 31)) (local.get $reply)))))))
-  (func (export "main") (param $n i32) (result i32) (local $i i32) (local $sum i32) (local $r i32)
-    (local.set $r (call $round (i32.const 0) (local.get $n) (i32.const 1)))
-    (block $done (loop $each
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (local.set $sum (i32.add (i32.mul (local.get $sum) (i32.const 3)) (i32.load (i32.shl (local.get $i) (i32.const 2)))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $each)))
-    (i32.add (local.get $r) (local.get $sum))))`;
-
 /** Part 10: a wiz worker as a Restate virtual object (examples/restate/service.ts) on the real restate-server. */
 async function part10(): Promise<void> {
-  const { freePort, startRestate, startService } = await import('../test/helpers/restate.ts');
+  const { freePort, GUEST: RESTATE_GUEST, startRestate, startService } = await import('../test/helpers/restate.ts');
   const restate = await startRestate('part 10');
   if (!restate) {
     console.log('\n### 10. Restate round trip: skipped (the Restate server cannot start)');

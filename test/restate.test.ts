@@ -9,31 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openStore } from '../cli/stores/open.ts';
 import { asyncify } from '../src/durable/asyncify.ts';
 import { DurableWorker, loadDurable } from '../src/durable/worker.ts';
-import { freePort, startRestate, startService, type Child, type Restate } from './helpers/restate.ts';
+import { freePort, GUEST, startRestate, startService, type Child, type Restate } from './helpers/restate.ts';
 import { wat } from './helpers/wat.ts';
-
-// Each round's request depends on the replies so far (kept on the stack across the recursion); each reply is
-// written to memory, and the result mixes both.
-const GUEST = `(module
-  (import "rpc" "call" (func $call (param i32) (result i32)))
-  (memory (export "memory") 1)
-  (func $round (param $i i32) (param $n i32) (param $acc i32) (result i32) (local $reply i32)
-    (if (result i32) (i32.ge_u (local.get $i) (local.get $n))
-      (then (local.get $acc))
-      (else
-        (local.set $reply (call $call (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $i))))
-        (i32.store (i32.shl (local.get $i) (i32.const 2)) (local.get $reply))
-        (i32.add (i32.mul (local.get $i) (i32.const 1000))
-          (call $round (i32.add (local.get $i) (i32.const 1)) (local.get $n)
-            (i32.xor (i32.mul (local.get $acc) (i32.const 31)) (local.get $reply)))))))
-  (func (export "main") (param $n i32) (result i32) (local $i i32) (local $sum i32) (local $r i32)
-    (local.set $r (call $round (i32.const 0) (local.get $n) (i32.const 1)))
-    (block $done (loop $each
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (local.set $sum (i32.add (i32.mul (local.get $sum) (i32.const 3)) (i32.load (i32.shl (local.get $i) (i32.const 2)))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $each)))
-    (i32.add (local.get $r) (local.get $sum))))`;
 
 /** What the RPC service answers to `x`. */
 const reply = (x: number): number => (((x % 997) + 997) % 997) * 3 + 1;
