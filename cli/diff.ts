@@ -63,7 +63,7 @@ function readModule(path: string): ModuleContext {
 /** Compares two state images of a store, each named `ID` or `ID@GENERATION`. */
 async function diffStored(dir: string, a: string, b: string): Promise<StateDiff> {
   const { openStore } = await import('./stores/open.ts');
-  const store = await openStore(dir);
+  const store = await openStore(dir, 'sqlite', { create: false });
   try {
     const load = async (ref: string) => {
       const at = ref.lastIndexOf('@');

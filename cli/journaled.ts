@@ -66,11 +66,11 @@ export async function journaled(
   flags: JournaledFlags,
   where: { store: string; id: string },
   work: (session: Session) => Promise<void>,
-  options: { lease?: boolean } = {},
+  options: { lease?: boolean; create?: boolean } = {},
 ): Promise<void> {
   const checkpoint = { calls: count('--checkpoint-calls', flags.checkpointCalls, 1), ms: count('--checkpoint-ms', flags.checkpointMs, 0) };
   const leaseMs = count('--lease-ms', flags.leaseMs, 1);
-  const store = await openStore(where.store);
+  const store = await openStore(where.store, 'sqlite', { create: options.create ?? false });
   let journal: StoreJournal | undefined;
   let session: Session | undefined;
   try {

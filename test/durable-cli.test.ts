@@ -158,6 +158,14 @@ describe('wiz run and wiz resume', () => {
     expect(wiz(['diff', '--store', store, 'w1@2', 'w1@2']).status).toBe(0);
     const missing = wiz(['resume', '--store', store, '--id', 'nobody', '--answer', '1']);
     expect(missing.stderr).toMatch(/^wiz: no worker "nobody" in /);
+    // A directory that holds no store is not made one by a command that continues or reads a worker.
+    const nowhere = join(dir, 'nowhere');
+    for (const args of [['resume', '--store', nowhere, '--id', 'w1'], ['follow', '--store', nowhere, '--id', 'w1'], ['materialize', '--store', nowhere, '--id', 'w1', '-o', join(dir, 'm.wasm')]]) {
+      const r = wiz(args);
+      expect(r.stderr, args[0]).toBe(`wiz: no store in ${nowhere}\n`);
+      expect(r.status, args[0]).toBe(1);
+    }
+    expect(existsSync(nowhere)).toBe(false);
   });
 
   test('--deterministic streams go on across resumes: clock and random bytes as in one uninterrupted run', async () => {

@@ -8,8 +8,14 @@ import { SQLITE_FILE, sqliteDriver } from './sqlite.ts';
 
 export type StoreKind = 'sqlite' | 'fs';
 
-/** Opens (creating if needed) the store in `dir`; refuses a directory that holds the other kind. */
-export async function openStore(dir: string, kind: StoreKind = 'sqlite', options?: ImageStoreOptions): Promise<ImageStore> {
+/**
+ * Opens the store in `dir`, creating it unless `create` is false (a command that only reads or continues a worker
+ * must not leave an empty store behind when it names the wrong directory); refuses a directory of the other kind.
+ */
+export async function openStore(dir: string, kind: StoreKind = 'sqlite', options?: ImageStoreOptions & { create?: boolean }): Promise<ImageStore> {
+  if (options?.create === false && !existsSync(join(dir, SQLITE_FILE)) && !existsSync(join(dir, FS_MARKER))) {
+    throw new WizError('usage', `no store in ${dir}`);
+  }
   if (kind !== 'sqlite' && kind !== 'fs') throw new WizError('usage', `store kind "${String(kind)}" is neither sqlite nor fs`);
   const other = kind === 'sqlite' ? FS_MARKER : SQLITE_FILE;
   if (existsSync(join(dir, other))) throw new WizError('usage', `${dir} holds a${kind === 'sqlite' ? 'n fs' : ' sqlite'} store, not a${kind === 'sqlite' ? ' sqlite' : 'n fs'} one`);
