@@ -275,30 +275,52 @@ function watchNondeterminism(
   };
 }
 
+/** The host of a durable run, as a worker takes it, and the record to save with the program. */
+export interface DurableHost {
+  options: WorkerOptions;
+  /** What to save with the program now: where `--deterministic`'s streams stand. */
+  record(): Record<string, unknown> | undefined;
+  host: Host;
+}
+
 /**
- * Runs `work` with the host the flags describe, for a durable run: `--deterministic`'s streams go on from where the
- * program's saved record (`saved`) left them, and `saveHost()` gives the record to save with the program next.
+ * The host the flags describe, for a durable run: `--deterministic`'s streams go on from where the program's saved
+ * record (`saved`) left them. Close its `host` when done.
  */
-export async function withHost(
+export async function durableHost(
   flags: HostFlags,
   stdoutTaken: boolean,
   warn: (line: string) => void,
   saved: Record<string, unknown> | undefined,
-  work: (options: WorkerOptions, saveHost: () => Record<string, unknown> | undefined, host: Host) => Promise<void>,
-): Promise<void> {
+): Promise<DurableHost> {
   const streams = saved?.deterministic as DeterministicStreams | undefined;
   if (streams !== undefined && !(Number.isSafeInteger(streams?.random) && typeof streams.clock === 'string' && /^(0|[1-9][0-9]{0,19})$/.test(streams.clock))) {
     throw new WizError('malformed', 'the program\'s host record has --deterministic streams that are not a number and a clock reading');
   }
   if (streams && !flags.deterministic) warn('the program ran with --deterministic before; without it, it now reads the real clock and random bytes');
   const host = await createHost({ ...hostOptionsOf(flags, stdoutTaken), run: true, ...(flags.deterministic && streams && { streams }) }, warn);
-  try {
-    await work({ imports: host.imports, onInstantiated: (i) => host.bind(i) }, () => {
+  return {
+    options: { imports: host.imports, onInstantiated: (i) => host.bind(i) },
+    record: () => {
       const now = host.streams();
       return now ? { deterministic: now } : undefined;
-    }, host);
+    },
+    host,
+  };
+}
+
+/** Runs `work` with a durable run's host (`durableHost`), closed however it ends. */
+export async function withHost(
+  flags: HostFlags,
+  stdoutTaken: boolean,
+  warn: (line: string) => void,
+  saved: Record<string, unknown> | undefined,
+  work: (options: WorkerOptions, saveHost: () => Record<string, unknown> | undefined) => Promise<void>,
+): Promise<void> {
+  const { options, record, host } = await durableHost(flags, stdoutTaken, warn, saved);
+  try {
+    await work(options, record);
   } finally {
     host.close();
   }
 }
-

@@ -10,7 +10,7 @@ import { loadDurable } from '../src/durable/worker.ts';
 import { OpenFiles } from '../src/journal/files.ts';
 import type { ObservedCall } from '../src/journal/journal.ts';
 import { parseValue, showValue } from '../src/run/invoke.ts';
-import { withHost, type Host, type HostFlags } from './host.ts';
+import { durableHost, type DurableHost, type HostFlags } from './host.ts';
 import { openJournal, type StoreJournal } from './stores/journal.ts';
 import { openStore } from './stores/open.ts';
 
@@ -99,9 +99,7 @@ async function sessionOf(
   checkpoint: { calls?: number; ms?: number },
 ): Promise<Session> {
   let previous = latest;
-  // The host lives from the first worker made to the end of the session.
-  let host: { options: WorkerOptions; saveHost: () => Record<string, unknown> | undefined; host: Host } | undefined;
-  let release: (() => void) | undefined;
+  let host: DurableHost | undefined;
   let files: OpenFiles | undefined;
   let instance: WebAssembly.Instance | undefined;
 
@@ -113,22 +111,15 @@ async function sessionOf(
   };
 
   // A host per instance (WASI binds to one): a replica that joins again starts a new one.
-  const hostFor = async (saved: Record<string, unknown> | undefined) => {
-    release?.();
+  const hostFor = async (saved: Record<string, unknown> | undefined): Promise<DurableHost> => {
+    host?.host.close();
     host = undefined;
     files = new OpenFiles(memory, saved?.files);
-    await new Promise<void>((ready) => {
-      const done = new Promise<void>((resolve) => (release = resolve));
-      void withHost(flags, false, warn, saved, async (options, saveHost, h) => {
-        host = { options, saveHost, host: h };
-        ready();
-        await done;
-      });
-    });
-    return host!;
+    host = await durableHost(flags, false, warn, saved);
+    return host;
   };
 
-  const journalOptions = (h: NonNullable<typeof host>): WorkerJournal => ({
+  const journalOptions = (h: DurableHost): WorkerJournal => ({
     log: journal,
     checkpoint: checkpoint.calls === undefined && checkpoint.ms === undefined ? undefined : checkpoint,
     observe: (call: ObservedCall) => {
@@ -140,7 +131,7 @@ async function sessionOf(
     },
   });
 
-  const workerOptions = (h: NonNullable<typeof host>, extra: Partial<WorkerJournal> = {}): WorkerOptions => ({
+  const workerOptions = (h: DurableHost, extra: Partial<WorkerJournal> = {}): WorkerOptions => ({
     imports: h.options.imports,
     onInstantiated: (i) => {
       instance = i;
@@ -150,7 +141,7 @@ async function sessionOf(
   });
 
   const record = (): Record<string, unknown> | undefined => {
-    const r = { ...(host?.saveHost() ?? {}), ...(files && files.size > 0 && { files: files.toJSON() }) };
+    const r = { ...(host?.record() ?? {}), ...(files && files.size > 0 && { files: files.toJSON() }) };
     return Object.keys(r).length > 0 ? r : undefined;
   };
 
@@ -199,7 +190,7 @@ async function sessionOf(
       return outcome;
     },
     end() {
-      release?.();
+      host?.host.close();
     },
     answerFor(worker, answer, at) {
       const suspended = worker.suspended;
