@@ -182,7 +182,7 @@ export function addDurableCommands(cli: Command): void {
       const count = Number(flags.count);
       if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) throw usage(`--count takes a number from 1 to 10000, not "${flags.count}"`);
       const { captureImage, openStore, restoreWorker } = await durableApi();
-      const store = await openStore(where.store, 'sqlite', { create: false });
+      const store = await openStore(where.store, 'sqlite', { create: false, worker: where.id });
       try {
         const { saved, durable } = await loadStored(store, where.store, where.id);
         for (let n = 0; n < count; n++) {
@@ -218,7 +218,7 @@ export function addDurableCommands(cli: Command): void {
       const generation = opts.generation === undefined ? undefined : Number(opts.generation);
       if (generation !== undefined && !(Number.isSafeInteger(generation) && generation >= 0)) throw usage(`--generation takes a number, not "${opts.generation}"`);
       const { materialize, openStore } = await durableApi();
-      const store = await openStore(opts.store, 'sqlite', { create: false });
+      const store = await openStore(opts.store, 'sqlite', { create: false, worker: opts.id });
       try {
         const { saved, durable } = await loadStored(store, opts.store, opts.id, generation);
         writeOutput(output, [await materialize(durable, saved.image, saved.chunks, { onWarning: warn })]);

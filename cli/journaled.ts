@@ -70,7 +70,7 @@ export async function journaled(
 ): Promise<void> {
   const checkpoint = { calls: count('--checkpoint-calls', flags.checkpointCalls, 1), ms: count('--checkpoint-ms', flags.checkpointMs, 0) };
   const leaseMs = count('--lease-ms', flags.leaseMs, 1);
-  const store = await openStore(where.store, 'sqlite', { create: options.create ?? false });
+  const store = await openStore(where.store, 'sqlite', { create: options.create ?? false, worker: where.id });
   let journal: StoreJournal | undefined;
   let session: Session | undefined;
   try {

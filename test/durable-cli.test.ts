@@ -162,7 +162,7 @@ describe('wiz run and wiz resume', () => {
     const nowhere = join(dir, 'nowhere');
     for (const args of [['resume', '--store', nowhere, '--id', 'w1'], ['follow', '--store', nowhere, '--id', 'w1'], ['materialize', '--store', nowhere, '--id', 'w1', '-o', join(dir, 'm.wasm')]]) {
       const r = wiz(args);
-      expect(r.stderr, args[0]).toBe(`wiz: no store in ${nowhere}\n`);
+      expect(r.stderr, args[0]).toBe(`wiz: no worker "w1" in ${nowhere} (no store there)\n`);
       expect(r.status, args[0]).toBe(1);
     }
     expect(existsSync(nowhere)).toBe(false);

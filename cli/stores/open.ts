@@ -12,9 +12,10 @@ export type StoreKind = 'sqlite' | 'fs';
  * Opens the store in `dir`, creating it unless `create` is false (a command that only reads or continues a worker
  * must not leave an empty store behind when it names the wrong directory); refuses a directory of the other kind.
  */
-export async function openStore(dir: string, kind: StoreKind = 'sqlite', options?: ImageStoreOptions & { create?: boolean }): Promise<ImageStore> {
+export async function openStore(dir: string, kind: StoreKind = 'sqlite', options?: ImageStoreOptions & { create?: boolean; worker?: string }): Promise<ImageStore> {
   if (options?.create === false && !existsSync(join(dir, SQLITE_FILE)) && !existsSync(join(dir, FS_MARKER))) {
-    throw new WizError('usage', `no store in ${dir}`);
+    // Said as a missing worker when one is named: `wiz run` is what makes both.
+    throw new WizError('usage', options.worker === undefined ? `no store in ${dir}` : `no worker "${options.worker}" in ${dir} (no store there)`);
   }
   if (kind !== 'sqlite' && kind !== 'fs') throw new WizError('usage', `store kind "${String(kind)}" is neither sqlite nor fs`);
   const other = kind === 'sqlite' ? FS_MARKER : SQLITE_FILE;
