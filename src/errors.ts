@@ -12,6 +12,22 @@ export type WizErrorCode =
   | 'journal' // a journaled worker cannot go on: its lease is lost, or what it held cannot be restored
   | 'usage'; // bad options
 
+/**
+ * Stable warning codes, passed as the second argument of `onWarning`: a caller (a build tool, `--json`) can
+ * branch on them; the message is for people.
+ */
+export type WizWarningCode =
+  | 'rename-missing' // a rename whose source the module does not export
+  | 'legacy-init-func' // no `wizer-initialize`: `wizer.initialize` was run instead
+  | 'no-provenance' // provenance not recorded (no WebCrypto in this context)
+  | 'random-read' // init read random bytes: every instance starts with the same ones
+  | 'clock-read' // init read a clock: the time is baked into the snapshot
+  | 'flag-ignored' // a flag accepted for compatibility that has no effect
+  | 'relaxed-simd'; // the module uses relaxed SIMD, whose results may differ between machines
+
+/** Receives one-line warnings and their stable codes. */
+export type WarningHandler = (message: string, code: WizWarningCode) => void;
+
 /** The one error class of wiz: a code to branch on and a one-line message a user can act on. */
 export class WizError extends Error {
   readonly code: WizErrorCode;

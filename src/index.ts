@@ -1,4 +1,4 @@
-export { WizError, isWizError, type WizErrorCode } from './errors.ts';
+export { WizError, isWizError, type WizErrorCode, type WizWarningCode, type WarningHandler } from './errors.ts';
 export { parseModule } from './parse/module.ts';
 export type { ModuleContext, Section, Export, Import, DefinedGlobal, DefinedMemory, DataSegment, ValType } from './parse/types.ts';
 export { instrument, type InstrumentedModule, type InstrumentedGlobal, type InstrumentedMemory } from './instrument/instrument.ts';

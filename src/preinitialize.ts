@@ -105,7 +105,7 @@ export async function writeSnapshot(
   const record = options.provenance ?? ((options.keepInstrumentation || reparsed) && !!globalThis.crypto?.subtle);
   if (options.provenance === undefined && !record && (options.keepInstrumentation || reparsed)) {
     // Browsers offer WebCrypto only in secure contexts (https, localhost): the default gives way there.
-    options.onWarning?.('provenance not recorded: this context lacks WebCrypto (crypto.subtle), which browsers offer only on https and localhost');
+    options.onWarning?.('provenance not recorded: this context lacks WebCrypto (crypto.subtle), which browsers offer only on https and localhost', 'no-provenance');
   }
   // Without a record of its own, a snapshot carries none: its parent's would be stale.
   const dropCustomSections = [...(options.dropCustomSections ?? []), ...(record || !reparsed ? [] : [PROVENANCE_SECTION])];
@@ -128,7 +128,7 @@ export async function writeSnapshot(
   // does not copy hundreds of MB of memory into the engine once more.
   try {
     // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
-    const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true }) as Uint8Array<ArrayBuffer>;
+    const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
     if (!WebAssembly.validate(skeleton)) await WebAssembly.compile(skeleton);
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it

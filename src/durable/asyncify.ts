@@ -3,7 +3,7 @@
 // exactly what it would be uninterrupted) and rewind it later; wiz then adds its runtime: accessors that save
 // and load the globals and drop segments, and a table of every function, so that snapshots and restores never
 // compile anything at run time; and the `__wizer_` exports, so that the module can be snapshotted as it runs.
-import { WizError } from '../errors.ts';
+import { WizError, type WarningHandler } from '../errors.ts';
 import { binaryenFailure, loadBinaryen, usedFeatures, type BinaryenModule, type LoadedBinaryen } from '../binaryen/binaryen.ts';
 import { appendTo, checkState, exportCount, instrumentationOf, withProbe, WIZER_PREFIX, writeInstrumentationExports } from '../instrument/instrument.ts';
 import { assemble } from '../parse/assemble.ts';
@@ -21,7 +21,7 @@ export interface AsyncifyOptions {
   /** Run Binaryen's optimizer after the pass (default true: Asyncify's output is much larger without it). */
   optimize?: boolean;
   /** Told what may make runs of the module differ between machines (relaxed SIMD), for the host to warn. */
-  onWarning?: (line: string) => void;
+  onWarning?: WarningHandler;
 }
 
 export const DEFAULT_STACK_SIZE = 1 << 20;
@@ -142,7 +142,7 @@ async function runAsyncify(wasm: Uint8Array, suspendOn: readonly string[], pages
     module = (binaryen.readBinary as (data: Uint8Array, features?: number) => BinaryenModule)(wasm, binaryen.Features.All);
     const used = usedFeatures(loaded, module, 'wiz asyncify');
     if (used & (binaryen.Features.RelaxedSIMD as number)) {
-      options.onWarning?.('the module uses relaxed SIMD, whose results the engine may choose per machine: a journal replayed on another kind of machine can diverge (wiz stops when that changes a host call, and cannot see it otherwise)');
+      options.onWarning?.('the module uses relaxed SIMD, whose results the engine may choose per machine: a journal replayed on another kind of machine can diverge (wiz stops when that changes a host call, and cannot see it otherwise)', 'relaxed-simd');
     }
     const features = used | (binaryen.Features.MultiMemory as number) | (binaryen.Features.BulkMemory as number);
     module.setFeatures(features);

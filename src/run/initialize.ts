@@ -1,4 +1,4 @@
-import { WizError } from '../errors.ts';
+import { WizError, type WarningHandler } from '../errors.ts';
 import type { InstrumentedModule } from '../instrument/instrument.ts';
 import { functionType } from '../parse/module.ts';
 import type { ModuleContext } from '../parse/types.ts';
@@ -17,7 +17,7 @@ export interface InitializeOptions {
   imports?: WebAssembly.Imports;
   /** Called with the new instance before any export runs (e.g. to bind a WASI implementation to its memory). */
   onInstantiated?: (instance: WebAssembly.Instance) => void;
-  onWarning?: (message: string) => void;
+  onWarning?: WarningHandler;
 }
 
 /** Which export is the init function, checked to be an exported function of type `[] -> []`. */
@@ -27,7 +27,7 @@ export function resolveInitFunc(ctx: ModuleContext, options: Pick<InitializeOpti
   if (!exp && options.initFunc === undefined) {
     const legacy = ctx.exports.find((e) => e.name === LEGACY_INIT_FUNC);
     if (legacy) {
-      options.onWarning?.(`the module exports no "${DEFAULT_INIT_FUNC}"; running its "${LEGACY_INIT_FUNC}" as the init function`);
+      options.onWarning?.(`the module exports no "${DEFAULT_INIT_FUNC}"; running its "${LEGACY_INIT_FUNC}" as the init function`, 'legacy-init-func');
       name = LEGACY_INIT_FUNC;
       exp = legacy;
     }

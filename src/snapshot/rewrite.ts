@@ -1,4 +1,4 @@
-import { WizError } from '../errors.ts';
+import { WizError, type WarningHandler } from '../errors.ts';
 import { assemble } from '../parse/assemble.ts';
 import { SectionId, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
@@ -37,7 +37,7 @@ export interface RewriteOptions {
   /** Custom sections of the input to leave out. */
   dropCustomSections?: readonly string[];
   /** Receives one-line warnings (e.g. a rename whose source is not exported). */
-  onWarning?: (message: string) => void;
+  onWarning?: WarningHandler;
 }
 
 /**
@@ -134,7 +134,7 @@ function exportSection(ctx: ModuleContext, options: RewriteOptions, renames: Map
   const destinations = new Set(renames.values());
   const names = new Set(ctx.exports.map((e) => e.name));
   for (const [src, dst] of renames) {
-    if (!names.has(src)) options.onWarning?.(`rename ${dst}=${src}: the module exports no "${src}"${names.has(dst) ? `; "${dst}" is removed` : ''}`);
+    if (!names.has(src)) options.onWarning?.(`rename ${dst}=${src}: the module exports no "${src}"${names.has(dst) ? `; "${dst}" is removed` : ''}`, 'rename-missing');
   }
   const kept: { name: string; kind: number; index: number }[] = [];
   for (const e of ctx.exports) {
