@@ -6,14 +6,16 @@ import { CommanderError } from 'commander';
 
 /** The keys a config file may set, and the type of each; a new option is one line here and one where it is used. */
 const KEYS = {
-  quiet: 'boolean',
-  deterministic: 'boolean',
+  quiet: ['boolean'],
+  deterministic: ['boolean'],
+  /** true: the default cache directory; a string: that directory (relative to the config file's folder). */
+  cache: ['boolean', 'string'],
 } as const;
 
 type Types = { boolean: boolean; string: string };
 
 /** What a config file sets; a flag given on the command line wins over it. */
-export type WizConfig = { -readonly [K in keyof typeof KEYS]?: Types[(typeof KEYS)[K]] };
+export type WizConfig = { -readonly [K in keyof typeof KEYS]?: Types[(typeof KEYS)[K][number]] };
 
 export const CONFIG_FILE = 'wiz.config.json';
 
@@ -43,8 +45,8 @@ export function checkConfig(value: unknown, where: string): WizConfig {
   const known = Object.keys(KEYS);
   for (const [key, v] of Object.entries(value)) {
     if (!Object.hasOwn(KEYS, key)) throw refuse(`${where}: unknown key "${key}" (known: ${known.join(', ')})`);
-    const type = KEYS[key as keyof typeof KEYS];
-    if (typeof v !== type) throw refuse(`${where}: "${key}" must be a ${type}, not ${JSON.stringify(v)}`);
+    const types: readonly string[] = KEYS[key as keyof typeof KEYS];
+    if (!types.includes(typeof v)) throw refuse(`${where}: "${key}" must be a ${types.join(' or a ')}, not ${JSON.stringify(v)}`);
   }
   return value as WizConfig;
 }

@@ -5,12 +5,13 @@ import { parseModule } from '../src/parse/module.ts';
 import { concat } from '../src/parse/writer.ts';
 import { formatDiff } from './diff.ts';
 import { directOutput, type InitJob, type JobOutput } from './job.ts';
+import type { Ran } from './build/index.ts';
 
 /** How far the second run's clock is shifted: one day, far beyond any time init itself takes. */
 export const CLOCK_SHIFT_NS = 86_400_000_000_000n;
 
 /** Runs one init job with the given output for warnings (a child process may write its own instead). */
-export type RunInit = (job: InitJob, out: JobOutput) => Promise<Uint8Array[]>;
+export type RunInit = (job: InitJob, out: JobOutput) => Promise<Ran>;
 
 const HOST_INPUTS = ['random_get', 'clock_time_get', 'clock_res_get'];
 
@@ -20,7 +21,7 @@ const HOST_INPUTS = ['random_get', 'clock_time_get', 'clock_res_get'];
  * times). Returns the first run's output when both states agree; otherwise reports each difference on stderr,
  * sets exit code 1 and returns undefined, so that nothing is written.
  */
-export async function initChecked(job: InitJob, run: RunInit): Promise<Uint8Array[] | undefined> {
+export async function initChecked(job: InitJob, run: RunInit): Promise<Ran | undefined> {
   const direct = directOutput(job);
   const read = new Set<string>();
   // Which host inputs init read: the host says so in its warnings (never with --deterministic).
@@ -34,16 +35,16 @@ export async function initChecked(job: InitJob, run: RunInit): Promise<Uint8Arra
   };
   const [first, other] = await Promise.all([
     run(job, {
-      warn: (line) => {
+      warn: (line, code) => {
         notice(line);
-        direct.warn(line);
+        direct.warn(line, code);
       },
       print: direct.print,
     }),
     // The second run's warnings repeat the first's: noted, not printed.
     run(second, { warn: notice, print: direct.print }),
   ]);
-  const diff = diffModules(concat(first), concat(other));
+  const diff = diffModules(concat(first.parts), concat(other.parts));
   if (diff.same) return first;
 
   const how = job.host.deterministic

@@ -2,7 +2,9 @@
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { WizError } from '../src/errors.ts';
 import type { WorkerOptions } from '../src/durable/worker.ts';
+import type { WizWarningCode } from '../src/errors.ts';
 import { runtimeWasi, type RuntimeWasi } from './wasi.ts';
+import { traceFiles, type FileTrace } from './build/trace.ts';
 
 /** Host options, as plain data (they cross to a child process when a time limit is set). */
 export interface HostOptions {
@@ -21,6 +23,14 @@ export interface HostOptions {
   streams?: DeterministicStreams;
   /** The module goes to stdout: the guest's stdout must go elsewhere (stderr). */
   stdoutTaken: boolean;
+  /** Record the paths init reaches and whether it read a clock or random bytes (for a cache). */
+  trace?: boolean;
+}
+
+/** What init saw of the host, when traced: the files it reached, and the host inputs a cache cannot key on. */
+export interface HostTrace extends FileTrace {
+  /** Read a clock or random bytes (never with --deterministic, whose streams are the same every time). */
+  nondeterministic: ('clock' | 'random')[];
 }
 
 /** The host flags as commander parses them (`wiz init`, `snapshot`, `run`, `resume`). */
@@ -62,6 +72,8 @@ export interface Host {
   bind(instance: WebAssembly.Instance): void;
   /** The runtime's WASI functions (without the nondeterminism watch), to reopen files a recovered guest holds; undefined without WASI. */
   wasi: Record<string, unknown> | undefined;
+  /** What init saw, with `trace` (empty otherwise). */
+  trace(): HostTrace;
   /** Tells the host a WASI call was replayed from a journal: `--deterministic`'s streams move on as if it was made. */
   replayed(name: string, args: readonly unknown[]): void;
   close(): void;
@@ -70,12 +82,13 @@ export interface Host {
 const WASI_MODULE = 'wasi_snapshot_preview1';
 
 /** Checks the options and builds the host, failing with one line on a bad value. */
-export async function createHost(options: HostOptions, warn: (line: string) => void): Promise<Host> {
+export async function createHost(options: HostOptions, warn: (line: string, code: WizWarningCode) => void): Promise<Host> {
   const imports: Record<string, WebAssembly.ModuleImports> = {};
   const fds: number[] = [];
   let wasi: RuntimeWasi | undefined;
   let raw: Record<string, unknown> | undefined;
   let watched: ReturnType<typeof watchNondeterminism> | undefined;
+  let traced: ReturnType<typeof traceFiles> | undefined;
   if (options.allowWasi) {
     quietExperimentalWarning('WASI');
     const preopens: Record<string, string> = {};
@@ -95,6 +108,10 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
     raw = wasi.imports;
     watched = watchNondeterminism(raw as WebAssembly.ModuleImports, options, options.run ? () => {} : warn, () => memory);
     imports[WASI_MODULE] = watched.imports;
+    if (options.trace) {
+      traced = traceFiles(watched.imports, Object.entries(preopens), () => memory);
+      imports[WASI_MODULE] = traced.imports;
+    }
   } else if (options.dirs.length + options.mapdirs.length > 0 || options.deterministic) {
     throw new WizError('usage', '--dir, --mapdir and --deterministic need --allow-wasi');
   }
@@ -123,6 +140,7 @@ export async function createHost(options: HostOptions, warn: (line: string) => v
   return {
     imports,
     streams: () => (options.deterministic ? watched?.streams() : undefined),
+    trace: () => ({ paths: [], ...traced?.trace(), nondeterministic: options.deterministic ? [] : [...(watched?.read ?? [])] }),
     wasi: raw,
     replayed: (name, args) => {
       if (options.deterministic) watched?.replayed(name, args);
@@ -193,14 +211,14 @@ const nap = new Int32Array(new SharedArrayBuffer(4));
 function watchNondeterminism(
   wasi: WebAssembly.ModuleImports,
   { deterministic, clockOffsetNs = 0n, streams }: Pick<HostOptions, 'deterministic' | 'clockOffsetNs' | 'streams'>,
-  warn: (line: string) => void,
+  warn: (line: string, code: WizWarningCode) => void,
   memory: () => WebAssembly.Memory | undefined,
-): { imports: WebAssembly.ModuleImports; streams(): DeterministicStreams; replayed(name: string, args: readonly unknown[]): void } {
-  const warned = new Set<string>();
-  const once = (key: string, line: string) => {
-    if (!deterministic && !warned.has(key)) {
-      warned.add(key);
-      warn(line);
+): { imports: WebAssembly.ModuleImports; streams(): DeterministicStreams; replayed(name: string, args: readonly unknown[]): void; read: Set<'clock' | 'random'> } {
+  const read = new Set<'clock' | 'random'>();
+  const once = (key: 'clock' | 'random', line: string) => {
+    if (!deterministic && !read.has(key)) {
+      read.add(key);
+      warn(line, key === 'clock' ? 'clock-read' : 'random-read');
     }
   };
   let state = streams?.random ?? 0x2545f491; // xorshift32 seed: the same stream on every run
@@ -262,6 +280,7 @@ function watchNondeterminism(
   }
   return {
     imports: wrapped,
+    read,
     streams: () => ({ random: state, clock: String(now) }),
     // A replayed call is given its recorded bytes; the streams move on as the call made live would have moved them.
     replayed: (name, args) => {

@@ -6,7 +6,8 @@ import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { tableBaseline } from '../src/snapshot/state.ts';
-import { createHost, type HostOptions } from './host.ts';
+import { createHost, type HostOptions, type HostTrace } from './host.ts';
+import type { WizWarningCode } from '../src/errors.ts';
 
 interface CommonJob {
   input: Uint8Array;
@@ -33,8 +34,8 @@ export interface SnapshotJob extends CommonJob {
 export type Job = InitJob | SnapshotJob;
 
 export interface JobOutput {
-  /** One-line warnings, for stderr. */
-  warn(line: string): void;
+  /** One-line warnings, for stderr, with their stable codes. */
+  warn(line: string, code: WizWarningCode): void;
   /** Results of `--invoke` calls. */
   print(line: string): void;
 }
@@ -52,8 +53,11 @@ export function directOutput(job: Job): JobOutput {
   };
 }
 
-/** Runs a job and returns the output module, as chunks to write in order (views, not copies). */
-export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array[]> {
+/**
+ * Runs a job and returns the output module, as chunks to write in order (views, not copies). With
+ * `job.host.trace`, `onTrace` receives what init saw of the host once it has run.
+ */
+export async function runJob(job: Job, out: JobOutput, onTrace?: (trace: HostTrace) => void): Promise<Uint8Array[]> {
   if (job.kind === 'snapshot') parseRenames(job.renames); // refuse bad renames before running anything
   const instrumented = job.kind === 'snapshot' ? await parseInstrumented(job.input) : undefined;
   const calls = instrumented && job.kind === 'snapshot' ? job.invoke.map((spec) => parseInvocation(instrumented.context, spec)) : [];
@@ -83,6 +87,7 @@ export async function runJob(job: Job, out: JobOutput): Promise<Uint8Array[]> {
       onWarning: out.warn,
     });
   } finally {
+    onTrace?.(host.trace());
     host.close();
   }
 }

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { isWizError, WizError, type WizErrorCode } from '../src/errors.ts';
+import { isWizError, WizError, type WizErrorCode, type WizWarningCode } from '../src/errors.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { DEFAULT_INIT_FUNC } from '../src/run/initialize.ts';
 import { readProvenance } from '../src/snapshot/provenance.ts';
@@ -10,18 +11,19 @@ import { inspectModule } from '../src/inspect/inspect.ts';
 import { formatInspection } from './inspect.ts';
 import { sizeReport } from '../src/inspect/report.ts';
 import { concat } from '../src/parse/writer.ts';
-import { optimize, requireBinaryen, type Optimized } from './optimize.ts';
+import { binaryenVersion, optimize, requireBinaryen, type Optimized } from './optimize.ts';
 import { formatReport } from './report.ts';
 import { hostOptionsOf, type HostFlags, type HostOptions } from './host.ts';
-import { readInput, writeOutput } from './io.ts';
-import { directOutput, runJob, type Job, type JobOutput } from './job.ts';
+import { readInput, writeOutput, writeText } from './io.ts';
+import { directOutput, type Job, type JobOutput } from './job.ts';
+import { buildStep, defaultCacheDir, runHere, type BuildStep, type Ran } from './build/index.ts';
 import { addDiffCommand } from './diff.ts';
 import { addDurableCommands } from './durable.ts';
 import { initChecked } from './determinism.ts';
 import type { ChildReply } from './child.ts';
 import { findConfig } from './config.ts';
 
-const warn = (line: string) => process.stderr.write(`wiz: warning: ${line}\n`);
+const warn = (line: string, _code: WizWarningCode) => process.stderr.write(`wiz: warning: ${line}\n`);
 
 /** The reference's `--wasm-*` feature switches: accepted for compatibility, the engine decides. */
 const FEATURE_FLAGS = ['multi-memory', 'multi-value', 'bulk-memory', 'simd', 'relaxed-simd', 'reference-types'].map((f) => `--wasm-${f}`);
@@ -32,7 +34,7 @@ const FEATURE_FLAGS = ['multi-memory', 'multi-value', 'bulk-memory', 'simd', 're
  */
 const BOOLEAN_FLAGS = [
   '--keep-init-func', '--keep-instrumentation', '--inherit-stdio', '--inherit-env', '--relaxed-simd-deterministic', '--deterministic',
-  '--quiet', ...FEATURE_FLAGS,
+  '--quiet', '--check', '--json', ...FEATURE_FLAGS,
 ];
 
 /** Short options that take a value, which the reference also accepts as `-o=FILE`. */
@@ -49,6 +51,8 @@ export function normalizeArgs(argv: readonly string[], separateValues = false): 
   return joined.flatMap((arg) => {
     const eq = arg.indexOf('=');
     const flag = eq < 0 ? '' : arg.slice(0, eq);
+    // `--cache` takes its directory only as `--cache=DIR`: a separate value would swallow the input path.
+    if (flag === '--cache') return arg.length > eq + 1 ? ['--cache-dir', arg.slice(eq + 1)] : ['--cache'];
     if (SHORT_WITH_VALUE.includes(flag)) return [flag, arg.slice(eq + 1)];
     if (!BOOLEAN_FLAGS.includes(flag)) return [arg];
     const value = arg.slice(eq + 1);
@@ -92,6 +96,10 @@ function addBoolean(cmd: Command, flag: string, description: string, hidden = fa
 
 interface CommonOptions extends HostFlags {
   output?: string;
+  cache?: boolean;
+  cacheDir?: string;
+  check?: boolean;
+  json?: boolean;
   renameFunc: string[];
   keepInstrumentation?: boolean;
   initTimeout?: string;
@@ -119,20 +127,36 @@ function addCommonOptions(cmd: Command, what: string): Command {
   cmd.option('-v, --report', 'print the input and output sizes, the data written and what merging segments saved, to stderr')
     .option('--optimize', 'run Binaryen\'s optimizer (-Os) on the output, with only the features the module uses, to remove what only init needed (needs the binaryen package)')
     .addOption(new Option('-q, --quiet', 'print errors only, no warnings'))
-    .addOption(new Option('--no-quiet').hideHelp());
+    .addOption(new Option('--no-quiet').hideHelp())
+    .addOption(new Option('--cache', 'reuse the output of an earlier run when everything init can see is unchanged (--cache=DIR: keep it in DIR; default: node_modules/.cache/wiz); -v says hit or miss'))
+    .addOption(new Option('--cache-dir <dir>').hideHelp())
+    .addOption(new Option('--no-cache').hideHelp())
+    .addOption(new Option('--check', 'write nothing: exit 1 with one line when the -o file differs from what would be written (for CI)'))
+    .addOption(new Option('--json', 'print what was done as JSON on stdout: sizes, time, warnings with their codes, cache status, files read (needs -o FILE)'));
   addBoolean(cmd, '--relaxed-simd-deterministic', 'accepted for compatibility; the engine decides relaxed SIMD results', true);
   for (const flag of FEATURE_FLAGS) addBoolean(cmd, flag, 'accepted for compatibility; the engine decides', true);
   return cmd;
 }
 
-const hostOptions = (opts: CommonOptions, output: string): HostOptions => hostOptionsOf(opts, output === '-');
+/** What init sees of the host is traced when a cache keys on it or --json lists it. */
+const hostOptions = (opts: CommonOptions, output: string): HostOptions => ({ ...hostOptionsOf(opts, output === '-'), trace: opts.cache || opts.json });
 
 /** The options a config file may set (`wiz.config.json`, or `"wiz"` in package.json), where no flag set them. */
 function withConfig<T extends CommonOptions>(opts: T): T {
-  const { config } = findConfig();
-  return { ...opts, quiet: opts.quiet ?? config.quiet, deterministic: opts.deterministic ?? config.deterministic };
+  const { config, path } = findConfig();
+  // A cache directory in a config file is relative to that file's folder, so that every tool finds the same one.
+  const configCache = typeof config.cache === 'string' ? resolve(dirname(path!), config.cache) : config.cache;
+  const cache = opts.cacheDir !== undefined ? opts.cacheDir : opts.cache ?? configCache;
+  return {
+    ...opts,
+    quiet: opts.quiet ?? config.quiet,
+    deterministic: opts.deterministic ?? config.deterministic,
+    cache: cache !== undefined && cache !== false,
+    cacheDir: typeof cache === 'string' ? cache : undefined,
+  };
 }
 
+import type { InitJob } from './job.ts';
 type InitOptions = CommonOptions & { initFunc?: string; keepInitFunc?: boolean; checkDeterminism?: boolean };
 
 /** `wiz init`'s flags and action, on `wiz init` and on `wizer` (the reference's command line). */
@@ -142,15 +166,16 @@ function defineInit(cmd: Command): Command {
   addBoolean(cmd, '--keep-init-func', 'keep exporting the init function in the output (also --keep-init-func=true|false)');
   return addCommonOptions(cmd, 'initializing')
     .action(async (input: string, flags: InitOptions) => {
+      const started = performance.now();
       const opts = withConfig(flags);
-      const output = outputPath(opts.output);
+      const output = outputPath(opts);
       const job: Job = {
         kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
         renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
         printToStderr: output === '-', quiet: opts.quiet,
       };
-      const parts = opts.checkDeterminism ? await initChecked(job, (j, out) => execute(j, opts, out)) : await execute(job, opts);
-      if (parts) writeOutput(output, await finish(job, parts, opts));
+      const run = (j: Job) => (opts.checkDeterminism ? initChecked(j as InitJob, (k, out) => execute(k, opts, out)) : execute(j, opts));
+      await step('init', input, output, job, opts, run, started);
     });
 }
 
@@ -171,14 +196,16 @@ function program(): Command {
     .option('--invoke <call>', 'call an export before the snapshot: name or name(arg, ...); repeatable, in order', collect, [] as string[]);
   addCommonOptions(snap, 'running the calls')
     .action(async (input: string, flags: CommonOptions & { invoke: string[] }) => {
+      const started = performance.now();
       const opts = withConfig(flags);
-      const output = outputPath(opts.output);
+      const output = outputPath(opts);
       const job: Job = {
         kind: 'snapshot', input: readInput(input), invoke: opts.invoke, renames: opts.renameFunc,
-        keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-',
+        // stdout holds the module, or the --json report: call results go to stderr then.
+        keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output), printToStderr: output === '-' || !!opts.json,
         quiet: opts.quiet,
       };
-      writeOutput(output, await finish(job, await execute(job, opts), opts));
+      await step('snapshot', input, output, job, opts, (j) => execute(j, opts), started);
     });
 
   cli.command('inspect')
@@ -216,10 +243,9 @@ function wizerProgram(): Command {
 const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Runs a job here (warnings to `out`), or in a child process that is killed when `--init-timeout` runs out. */
-async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<Uint8Array[]> {
+async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<Ran> {
   if (opts.optimize) requireBinaryen();
-  if (opts.relaxedSimdDeterministic && !opts.quiet) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results');
-  if (opts.initTimeout === undefined) return runJob(job, out ?? directOutput(job));
+  if (opts.initTimeout === undefined) return runHere(job, out ?? directOutput(job));
   const seconds = Number(opts.initTimeout);
   if (!(seconds > 0) || seconds > MAX_TIMEOUT_SECONDS) {
     throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}, not "${opts.initTimeout}"`);
@@ -228,7 +254,7 @@ async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<
     serialization: 'advanced', // the module's bytes go both ways as typed arrays
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   });
-  return new Promise<Uint8Array[]>((resolve, reject) => {
+  return new Promise<Ran>((resolve, reject) => {
     let settled = false;
     const settle = (f: () => void) => {
       if (settled) return;
@@ -242,7 +268,7 @@ async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<
       reject(new WizError('timeout', `${what} did not finish within ${seconds} s (--init-timeout); stopped it, nothing written`));
     }), seconds * 1000);
     child.on('message', (m: ChildReply) => settle(() => {
-      if ('ok' in m) resolve([m.ok]);
+      if ('ok' in m) resolve({ parts: [m.ok], warnings: m.warnings, trace: m.trace });
       else if ('error' in m) reject(new WizError(m.error.code as WizErrorCode, m.error.message));
       else reject(new Error(m.internal));
     }));
@@ -252,22 +278,84 @@ async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<
   });
 }
 
-/** `--optimize` and `--report`, on the module a job wrote. */
-async function finish(job: Job, parts: Uint8Array[], opts: CommonOptions): Promise<Uint8Array[]> {
-  if (!opts.report && !opts.optimize) return parts;
-  const written = concat(parts);
-  let optimized: (Optimized & { before: number }) | undefined;
-  if (opts.optimize) {
-    const start = performance.now();
-    const result = await optimize(written);
-    optimized = { ...result, before: written.length, ms: performance.now() - start };
+/**
+ * One `wiz init` or `wiz snapshot` as a build step: from the cache or run (`--cache`), then written, or compared
+ * with the -o file (`--check`), and described (`-v`, `--json`).
+ */
+async function step(command: string, input: string, output: string, job: Job, opts: CommonOptions, run: (job: Job) => Promise<Ran | undefined>, started: number): Promise<void> {
+  if (opts.relaxedSimdDeterministic && !opts.quiet) warn('--relaxed-simd-deterministic is ignored: the engine decides relaxed SIMD results', 'flag-ignored');
+  let optimized: (Optimized & { before: number; ms: number }) | undefined;
+  const done = await buildStep(job, {
+    cache: opts.cache ? opts.cacheDir ?? defaultCacheDir() : undefined,
+    extras: opts.optimize ? { optimize: binaryenVersion() } : {},
+    run,
+    finish: async (parts) => {
+      if (!opts.optimize) return parts;
+      const written = concat(parts);
+      const start = performance.now();
+      const result = await optimize(written);
+      optimized = { ...result, before: written.length, ms: performance.now() - start };
+      if (opts.report) process.stderr.write(formatReport(sizeReport(job.input, written), optimized));
+      return [result.bytes];
+    },
+    replay: (w) => directOutput(job).warn(w.message, w.code),
+  });
+  if (!done) return; // it said why, and set the exit code
+  const bytes = done.parts.length === 1 ? done.parts[0]! : concat(done.parts);
+  if (opts.report && !optimized) process.stderr.write(formatReport(sizeReport(job.input, bytes)));
+  if (opts.report && done.cache.status !== 'off') process.stderr.write(`wiz: cache      ${cacheLine(done)}\n`);
+  let fresh: boolean | undefined;
+  if (opts.check) {
+    fresh = sameAsFile(output, bytes);
+    if (!fresh) {
+      process.stderr.write(`wiz: "${output}" is stale: ${fileExists(output) ? 'it differs from what wiz writes now' : 'it does not exist'}\n`);
+      process.exitCode = 1;
+    } else if (opts.report) process.stderr.write(`wiz: "${output}" is up to date\n`);
+  } else writeOutput(output, done.parts);
+  if (opts.json) {
+    writeText(1, `${JSON.stringify({
+      command,
+      input: { path: input, bytes: job.input.length },
+      output: { path: output, bytes: bytes.length, written: !opts.check },
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      warnings: done.warnings,
+      cache: done.cache,
+      filesRead: done.files,
+      ...(fresh !== undefined && { check: { fresh } }),
+    }, null, 2)}\n`);
   }
-  if (opts.report) process.stderr.write(formatReport(sizeReport(job.input, written), optimized));
-  return [optimized ? optimized.bytes : written];
 }
 
-/** The output target: a file, or stdout, which must not be a terminal. */
-function outputPath(output: string | undefined): string {
+const cacheLine = ({ cache }: BuildStep) => {
+  switch (cache.status) {
+    case 'hit': return `hit (${cache.key!.slice(0, 16)} in ${cache.dir})`;
+    case 'miss': return `miss, stored (${cache.key!.slice(0, 16)} in ${cache.dir})`;
+    default: return `miss, not stored: ${cache.reason}`;
+  }
+};
+
+function sameAsFile(path: string, bytes: Uint8Array): boolean {
+  try {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(readFileSync(path));
+  } catch {
+    return false;
+  }
+}
+
+const fileExists = (path: string) => {
+  try {
+    readFileSync(path, { flag: 'r' }).length;
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The output target: a file, or stdout, which must not be a terminal; --check and --json need a file. */
+function outputPath({ output, check, json }: CommonOptions): string {
+  if ((check || json) && (output === undefined || output === '-')) {
+    throw new CommanderError(2, 'wiz.usage', `wiz: ${check ? '--check compares with' : '--json prints on stdout, so it needs'} an output file: pass -o FILE`);
+  }
   if ((output === undefined || output === '-') && process.stdout.isTTY) {
     throw new CommanderError(2, 'wiz.usage', 'wiz: refusing to write a binary module to a terminal; pass -o FILE (or pipe the output)');
   }

@@ -29,6 +29,16 @@ export function requireBinaryen(what = '--optimize'): void {
   }
 }
 
+/** The installed Binaryen's version (part of a cache key: another optimizer writes other bytes). */
+export function binaryenVersion(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('binaryen/package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 /**
  * Binaryen writes a `target_features` section of its own when the input has one, listing features the module
  * does not use; tools that read it later (wasm-opt, wasm-ld) would enable them. The input's section is put back.
