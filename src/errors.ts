@@ -23,7 +23,9 @@ export type WizWarningCode =
   | 'random-read' // init read random bytes: every instance starts with the same ones
   | 'clock-read' // init read a clock: the time is baked into the snapshot
   | 'flag-ignored' // a flag accepted for compatibility that has no effect
-  | 'relaxed-simd'; // the module uses relaxed SIMD, whose results may differ between machines
+  | 'relaxed-simd' // the module uses relaxed SIMD, whose results may differ between machines
+  | 'init-func-kept' // a component keeps exporting its init function: wiz could not remove the export
+  | 'host-resources'; // a component's init left host resources open: their handles mean nothing in the snapshot
 
 /** Receives one-line warnings and their stable codes. */
 export type WarningHandler = (message: string, code: WizWarningCode) => void;

@@ -27,3 +27,9 @@ export { createImageStore, type ImageStore, type ImageStoreOptions, type StoreDr
 export { memoryDriver } from './durable/stores/memory.ts';
 export { indexedDBDriver, type IndexedDBDriverOptions } from './durable/stores/indexeddb.ts';
 export { journalImports, memoryLog, formatCall, encodeEntry, decodeEntry, WASI_CALLS, WASI_EFFECTS, wasiCallClass, type Journal, type JournalOptions, type JournalLog, type JournalEntry, type JournalValue, type JournalResult, type MemoryWrite, type WasiCallClass, type ObservedCall, OpenFiles, type OpenFile } from './journal/index.ts';
+export { isComponent, parseComponent, type ComponentContext, type CoreModuleSection } from './component/binary.ts';
+export {
+  preinitializeComponent, preinitializeComponentParts, snapshotComponentParts, parseComponentCall,
+  type ComponentPreinitializeOptions, type ComponentSnapshotOptions, type ComponentCall,
+} from './component/preinitialize.ts';
+export { instantiateComponent, type LiveComponent, type LiveModule, type ComponentRunOptions } from './component/run.ts';

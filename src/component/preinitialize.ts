@@ -1,0 +1,168 @@
+import { WizError, type WarningHandler } from '../errors.ts';
+import type { InstrumentedModule } from '../instrument/instrument.ts';
+import { writeSnapshot } from '../preinitialize.ts';
+import { concat } from '../parse/writer.ts';
+import { DEFAULT_INIT_FUNC } from '../run/initialize.ts';
+import { instanceReader, KEPT_OBJECT, type StateReader } from '../snapshot/state.ts';
+import { parseComponent, type ComponentContext } from './binary.ts';
+import { instantiateComponent, type ComponentRunOptions, type LiveComponent, type LiveModule } from './run.ts';
+import { jsName, transpile } from './transpile.ts';
+import { writeComponentRemoving } from './write.ts';
+
+export interface ComponentPreinitializeOptions extends Pick<ComponentRunOptions, 'imports'> {
+  /**
+   * The export to run: a top-level function (`wizer-initialize` by default), or an interface's function
+   * (`iface#name`), with arguments if it takes any (`name(1, "x")`, JSON values).
+   */
+  initFunc?: string;
+  /** Keep exporting the init function (the component-level export; core exports always stay). */
+  keepInitFunc?: boolean;
+  /** Keep the `__wizer_` exports of the snapshotted core modules, so that `wiz snapshot` can run them again. */
+  keepInstrumentation?: boolean;
+  onWarning?: WarningHandler;
+}
+
+/** An init function as named on the command line: interface, function, arguments. */
+export interface ComponentCall {
+  iface: string | undefined;
+  name: string;
+  args: unknown[];
+  /** The text, for messages. */
+  spec: string;
+}
+
+/** Reads `name`, `iface#name` and either with `(args)`; the arguments are JSON values. */
+export function parseComponentCall(spec: string, what = '--init-func'): ComponentCall {
+  const open = spec.indexOf('(');
+  const head = (open > 0 ? spec.slice(0, open) : spec).trim();
+  let args: unknown[] = [];
+  if (open > 0) {
+    if (!spec.endsWith(')')) throw new WizError('usage', `${what} ${spec}: the arguments must end with ")"`);
+    try {
+      args = JSON.parse(`[${spec.slice(open + 1, -1)}]`) as unknown[];
+    } catch {
+      throw new WizError('usage', `${what} ${spec}: the arguments are not JSON values (numbers, "strings", true/false, [lists], {records})`);
+    }
+  }
+  const hash = head.lastIndexOf('#');
+  return hash > 0 ? { iface: head.slice(0, hash), name: head.slice(hash + 1), args, spec } : { iface: undefined, name: head, args, spec };
+}
+
+/** Checks that the component exports the call's function (or interface) at its top level. */
+export function checkCallExported(ctx: ComponentContext, call: ComponentCall, what: string): void {
+  const funcs = ctx.exports.filter((e) => e.sort === 'func').map((e) => `"${e.name}"`);
+  const instances = ctx.exports.filter((e) => e.sort === 'instance').map((e) => `"${e.name}"`);
+  const list = [...funcs, ...instances.map((i) => `${i} (an interface)`)];
+  const shown = list.length === 0 ? 'it exports no functions or interfaces' : `its exports: ${list.slice(0, 8).join(', ')}${list.length > 8 ? ', …' : ''}`;
+  const name = call.iface ?? call.name;
+  const exp = ctx.exports.find((e) => e.name === name);
+  if (!exp) throw new WizError('init-func', `the component does not export ${what} "${name}" (${shown}); name one with -f/--init-func`);
+  const expected = call.iface ? 'instance' : 'func';
+  if (exp.sort !== expected) throw new WizError('init-func', `${what} "${name}" is exported as a ${exp.sort}, not ${call.iface ? 'an interface' : 'a function'}`);
+}
+
+/** The JS function of a call on the glue's exports. */
+export function callTarget(live: LiveComponent, call: ComponentCall, what: string): (...args: unknown[]) => unknown {
+  let holder: Record<string, unknown> = live.exports;
+  if (call.iface) {
+    const short = call.iface.replace(/@[^/]*$/, '').split(/[/:]/).at(-1)!;
+    const found = live.exports[call.iface] ?? live.exports[jsName(short)];
+    if (typeof found !== 'object' || found === null) throw new WizError('init-func', `${what} "${call.spec}": the interface "${call.iface}" is not among the component's exports`);
+    holder = found as Record<string, unknown>;
+  }
+  const fn = holder[jsName(call.name)];
+  if (typeof fn !== 'function') throw new WizError('init-func', `${what} "${call.spec}": the component exports no function "${call.name}"${call.iface ? ` in "${call.iface}"` : ''}`);
+  // jco's glue names each parameter: the function's length is the number the WIT function takes.
+  if (fn.length !== call.args.length) {
+    throw new WizError('init-func', `${what} "${call.spec}" takes ${fn.length} argument${fn.length === 1 ? '' : 's'}, not ${call.args.length}${call.args.length === 0 ? ` (give them: -f '${call.spec}(…)')` : ''}`);
+  }
+  return fn as (...args: unknown[]) => unknown;
+}
+
+/**
+ * Pre-initializes a component: runs it in this host through jco's glue, calls its init function, snapshots
+ * every core module the binary holds (but the WASI preview1 adapter, whose state holds handles of this host and
+ * is kept as built), and writes the component with those modules replaced. Returns the output as chunks.
+ */
+export async function preinitializeComponentParts(bytes: Uint8Array, options: ComponentPreinitializeOptions = {}): Promise<Uint8Array[]> {
+  const ctx = parseComponent(bytes);
+  const call = parseComponentCall(options.initFunc ?? DEFAULT_INIT_FUNC);
+  checkCallExported(ctx, call, 'the init function');
+  const live = await instantiateComponent(ctx, { imports: options.imports });
+  const what = `the init function "${call.spec}"`;
+  live.call(callTarget(live, call, 'the init function'), call.args, what);
+  return snapshotComponentParts(ctx, live, {
+    keepInstrumentation: options.keepInstrumentation,
+    removeExport: options.keepInitFunc || call.iface ? undefined : call.name,
+    onWarning: options.onWarning,
+  });
+}
+
+/** `preinitializeComponentParts`, concatenated. */
+export async function preinitializeComponent(bytes: Uint8Array, options: ComponentPreinitializeOptions = {}): Promise<Uint8Array> {
+  return concat(await preinitializeComponentParts(bytes, options));
+}
+
+export interface ComponentSnapshotOptions {
+  keepInstrumentation?: boolean;
+  /** A top-level function export to remove (the init function after init). */
+  removeExport?: string;
+  onWarning?: WarningHandler;
+}
+
+/**
+ * Writes the component with the state of its live core instances. Each core export stays (the component's
+ * aliases name them); the start sections of snapshotted modules are dropped (they ran).
+ */
+export async function snapshotComponentParts(ctx: ComponentContext, live: LiveComponent, options: ComponentSnapshotOptions): Promise<Uint8Array[]> {
+  const modules = new Map<number, Uint8Array[]>();
+  for (const m of live.modules) {
+    if (m.role !== 'snapshot' || !m.instrumented || !m.instance) continue;
+    if (isStateless(m.instrumented) && !m.instrumented.reparsed) continue;
+    const parts = await writeSnapshot(m.instrumented, async () => componentReader(m, await instanceReader(m.instrumented!, m.instance!, m.baseline)), {
+      keepInstrumentation: options.keepInstrumentation,
+      provenance: false,
+      removeExports: [],
+      onWarning: options.onWarning,
+    }, true).catch((e: unknown) => {
+      throw e instanceof WizError ? new WizError(e.code, `core module ${m.section.ordinal}: ${e.message}`) : e;
+    });
+    modules.set(m.section.ordinal, parts);
+  }
+  const { parts, kept } = writeComponentRemoving(ctx, modules, options.removeExport);
+  if (kept) options.onWarning?.(`the component keeps exporting "${options.removeExport}": ${kept}`, 'init-func-kept');
+  // Never write an invalid component: every module was validated as it was written; the transpiler checks the rest.
+  await transpile(concat(parts)).catch((e: unknown) => {
+    const why = e instanceof WizError ? e.message : String(e);
+    throw new WizError('invalid', `the snapshot came out invalid (${why}) (a bug in wiz: please report it with the input component)`);
+  });
+  return parts;
+}
+
+/** A module with no state and no start function: its section is kept byte for byte. */
+function isStateless(m: InstrumentedModule): boolean {
+  return m.globals.length === 0 && m.memories.length === 0 && m.tables.length === 0 && m.probe.droppable.length === 0 && m.context.start === undefined;
+}
+
+/**
+ * The reader of one core instance of a component. A table slot that holds what instantiation put there
+ * (possibly another instance's function, placed by that instance's segments) is kept; a table that also
+ * changed during init cannot be kept as its segments make it, nor written (a module names only its own
+ * functions), and is refused.
+ */
+function componentReader(m: LiveModule, reader: StateReader): StateReader {
+  return {
+    ...reader,
+    readTable(ordinal) {
+      const entries = reader.readTable(ordinal);
+      if (entries.includes(KEPT_OBJECT)) {
+        const changed = entries.findIndex((e) => e >= 0);
+        if (changed >= 0) {
+          const t = m.instrumented!.tables[ordinal]!;
+          throw new WizError('unsupported', `table ${t.index} changed during init (slot ${changed}) and also holds functions that instantiation put there from other instances: wiz can keep such a table only as instantiation left it`);
+        }
+      }
+      return entries;
+    },
+  };
+}
