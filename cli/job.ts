@@ -8,6 +8,7 @@ import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { tableBaseline } from '../src/snapshot/state.ts';
 import { createHost, type HostOptions, type HostTrace } from './host.ts';
 import type { WizWarningCode } from '../src/errors.ts';
+import { isComponent } from '../src/component/binary.ts';
 
 interface CommonJob {
   input: Uint8Array;
@@ -58,6 +59,8 @@ export function directOutput(job: Job): JobOutput {
  * `job.host.trace`, `onTrace` receives what init saw of the host once it has run.
  */
 export async function runJob(job: Job, out: JobOutput, onTrace?: (trace: HostTrace) => void): Promise<Uint8Array[]> {
+  // A component goes to wiz's component support, loaded only then (with jco's transpiler and WASI 0.2 shim).
+  if (isComponent(job.input)) return (await import('./component.ts')).runComponentJob(job, out, onTrace);
   if (job.kind === 'snapshot') parseRenames(job.renames); // refuse bad renames before running anything
   const instrumented = job.kind === 'snapshot' ? await parseInstrumented(job.input) : undefined;
   const calls = instrumented && job.kind === 'snapshot' ? job.invoke.map((spec) => parseInvocation(instrumented.context, spec)) : [];
