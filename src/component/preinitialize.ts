@@ -166,3 +166,37 @@ function componentReader(m: LiveModule, reader: StateReader): StateReader {
     },
   };
 }
+
+export interface ComponentSnapshotRunOptions extends Pick<ComponentRunOptions, 'imports'> {
+  /** Calls to make before the snapshot, in order: `name`, `iface#name`, with `(JSON args)`. */
+  invoke?: readonly string[];
+  keepInstrumentation?: boolean;
+  onWarning?: WarningHandler;
+  /** Receives `name(args) = result` for each call. */
+  onResult?: (line: string) => void;
+}
+
+/**
+ * `wiz snapshot` on a component written with `--keep-instrumentation`: every module's instrumentation is
+ * verified, the component instantiated (its snapshotted modules' start sections were dropped: nothing runs
+ * again), the calls made, and the state written as `wiz init` writes it.
+ */
+export async function snapshotComponent(bytes: Uint8Array, options: ComponentSnapshotRunOptions = {}): Promise<Uint8Array[]> {
+  const ctx = parseComponent(bytes);
+  const calls = (options.invoke ?? []).map((spec) => parseComponentCall(spec, '--invoke'));
+  for (const call of calls) checkCallExported(ctx, call, '--invoke');
+  const live = await instantiateComponent(ctx, { imports: options.imports, reparse: true });
+  if (!live.modules.some((m) => m.instrumented?.reparsed && !isStateless(m.instrumented))) {
+    throw new WizError('instrumentation', 'the component carries no instrumentation (no __wizer_ exports in its core modules); pre-initialize it with wiz init --keep-instrumentation first');
+  }
+  for (const call of calls) {
+    const result = live.call(callTarget(live, call, '--invoke'), call.args, `the export "${call.spec}"`);
+    options.onResult?.(result === undefined ? call.spec : `${call.spec} = ${showResult(result)}`);
+  }
+  return snapshotComponentParts(ctx, live, { keepInstrumentation: options.keepInstrumentation, onWarning: options.onWarning });
+}
+
+/** A component function's result as JSON (BigInts as numbers, byte arrays as lists). */
+function showResult(v: unknown): string {
+  return JSON.stringify(v, (_, x: unknown) => (typeof x === 'bigint' ? (Number.isSafeInteger(Number(x)) ? Number(x) : x.toString()) : ArrayBuffer.isView(x) ? Array.from(x as Uint8Array) : x)) ?? String(v);
+}

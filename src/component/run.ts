@@ -1,5 +1,6 @@
 import { WizError } from '../errors.ts';
 import { exportCount, instrumentationOf, withProbe, writeInstrumentationExports, WIZER_PREFIX, type InstrumentedModule } from '../instrument/instrument.ts';
+import { checkClaims } from '../instrument/reparse.ts';
 import { assemble } from '../parse/assemble.ts';
 import { entriesAfterCount, findSection, parseModule, SectionId } from '../parse/module.ts';
 import type { ModuleContext } from '../parse/types.ts';
@@ -33,8 +34,11 @@ export interface ComponentRunOptions {
    * anything not given fails the run with one line naming it.
    */
   imports?: Record<string, unknown>;
-  /** Modules that already carry `__wizer_` instrumentation (wiz snapshot): verified, then used as they are. */
-  instrumentedModules?: Map<number, InstrumentedModule>;
+  /**
+   * The component is a `--keep-instrumentation` output (wiz snapshot): each module's `__wizer_` exports are
+   * verified against what they claim (untrusted input), then used as they are.
+   */
+  reparse?: boolean;
 }
 
 /** A component instantiated by wiz: its JS exports (jco's glue) and every core module with its instance. */
@@ -78,6 +82,18 @@ export function instrumentModule(ctx: ModuleContext, existing?: InstrumentedModu
   exports.name(START_EXPORT).byte(0x00).u32(ctx.start);
   const bytes = assemble(run, new Map([[SectionId.start, null], [SectionId.export, exports]])).finish();
   return { ...instrumented, bytes };
+}
+
+/**
+ * A core module of a `--keep-instrumentation` component, read back as `parseInstrumented` reads a module (the
+ * whole module validated, every claim checked), but with imported memories, tables and globals allowed.
+ */
+async function reparseModule(ctx: ModuleContext): Promise<InstrumentedModule> {
+  await compileModule(ctx.bytes);
+  const expected = instrumentationOf(ctx);
+  checkClaims(ctx, expected);
+  const { bytes, probe } = withProbe(ctx, expected, new BinaryWriter(), 0);
+  return { context: ctx, bytes, ...expected, probe, reparsed: true };
 }
 
 /** Reads the contents of the module's tables into its baseline (once per table). */
@@ -126,10 +142,12 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
     const live: LiveModule = { section, role, baseline: new Map() };
     let module: WebAssembly.Module;
     if (role === 'snapshot') {
-      live.instrumented = instrumentModule(ctx, options.instrumentedModules?.get(section.ordinal));
-      module = await compileModule(live.instrumented.bytes, section.bytes).catch((e: unknown) => {
+      const inModule = (e: unknown) => {
         throw e instanceof WizError ? new WizError(e.code, `core module ${section.ordinal}: ${e.message}`) : e;
-      });
+      };
+      const existing = options.reparse ? await reparseModule(ctx).catch(inModule) : undefined;
+      live.instrumented = instrumentModule(ctx, existing);
+      module = await compileModule(live.instrumented.bytes, section.bytes).catch(inModule);
     } else module = await compileModule(section.bytes);
     bySection.set(section.ordinal, live);
     byModule.set(module, live);
