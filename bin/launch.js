@@ -1,18 +1,21 @@
 // Starts a command of the CLI. Kept to syntax any Node can parse, so that an old Node gets one clear line
-// instead of a syntax error.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+// instead of a syntax error. Node's modules are reached through `process.getBuiltinModule` (Node 20.16+, and
+// Deno and Bun), not `import`: an ES import of node:fs enumerates, and so loads, all of it (its streams too),
+// which costs every run milliseconds.
 
-var root = join(dirname(fileURLToPath(import.meta.url)), '..');
+function builtin(name) {
+  return process.getBuiltinModule(name);
+}
 
 // The newest modification time of the TypeScript sources below a folder.
 function newest(dir) {
+  var fs = builtin('node:fs');
+  var path = builtin('node:path');
   var latest = 0;
-  for (var entry of readdirSync(dir, { withFileTypes: true })) {
-    var path = join(dir, entry.name);
-    if (entry.isDirectory()) latest = Math.max(latest, newest(path));
-    else if (entry.name.endsWith('.ts')) latest = Math.max(latest, statSync(path).mtimeMs);
+  for (var entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    var file = path.join(dir, entry.name);
+    if (entry.isDirectory()) latest = Math.max(latest, newest(file));
+    else if (entry.name.endsWith('.ts')) latest = Math.max(latest, fs.statSync(file).mtimeMs);
   }
   return latest;
 }
@@ -21,14 +24,18 @@ function newest(dir) {
  * Which module to load: an installed package (below a node_modules folder, or anything but a git checkout) always
  * runs its compiled build, whatever the file times its unpacking left (Node does not strip types below
  * node_modules). A checkout runs the build only when it is at least as new as the sources (`npm ci` and
- * `npm test` build it; it starts about 100 ms sooner), so an edit is never shadowed by a stale build.
+ * `npm test` build it; it starts about 100 ms sooner), so an edit is never shadowed by a stale build. The build
+ * is the command line's bundle (scripts/build-cli.ts), one CommonJS file that Node loads fastest.
  */
 export function entryPoint() {
-  var built = join(root, 'dist', 'cli', 'main.js');
-  var installed = root.split(sep).indexOf('node_modules') >= 0 || !existsSync(join(root, '.git'));
-  if (installed) return existsSync(built) ? built : undefined;
-  if (existsSync(built) && statSync(built).mtimeMs >= Math.max(newest(join(root, 'src')), newest(join(root, 'cli')))) return built;
-  return join(root, 'cli', 'main.ts');
+  var fs = builtin('node:fs');
+  var path = builtin('node:path');
+  var root = path.join(path.dirname(builtin('node:url').fileURLToPath(import.meta.url)), '..');
+  var built = path.join(root, 'dist', 'cli', 'wiz.cjs');
+  var installed = root.split(path.sep).indexOf('node_modules') >= 0 || !fs.existsSync(path.join(root, '.git'));
+  if (installed) return fs.existsSync(built) ? built : undefined;
+  if (fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(newest(path.join(root, 'src')), newest(path.join(root, 'cli')))) return built;
+  return path.join(root, 'cli', 'main.ts');
 }
 
 /** Runs `command` ('main' for wiz, 'wizer' for the reference's command line) with this process's arguments. */
@@ -41,11 +48,26 @@ export function launch(command) {
   }
   var entry = entryPoint();
   if (entry === undefined) {
-    process.stderr.write('wiz: this installed package has no compiled build (dist/cli/main.js); reinstall it\n');
+    process.stderr.write('wiz: this installed package has no compiled build (dist/cli/wiz.cjs); reinstall it\n');
     process.exit(70);
   }
-  import(pathToFileURL(entry).href).then(function (m) { return m[command](process.argv.slice(2)); }, function (e) {
+  var fail = function (e) {
     process.stderr.write('wiz: cannot load: ' + (e && e.message ? e.message.split('\n')[0] : e) + '\n');
     process.exit(70);
-  });
+  };
+  if (entry.endsWith('.ts')) {
+    import(builtin('node:url').pathToFileURL(entry).href).then(function (m) { return m[command](process.argv.slice(2)); }, fail);
+    return;
+  }
+  // Node keeps the compiled bundle in its code cache (in the temporary directory) for the next run; other
+  // runtimes lack the call.
+  var nodeModule = builtin('node:module');
+  if (typeof nodeModule.enableCompileCache === 'function') nodeModule.enableCompileCache();
+  var m;
+  try {
+    m = nodeModule.createRequire(import.meta.url)(entry);
+  } catch (e) {
+    fail(e);
+  }
+  m[command](process.argv.slice(2));
 }

@@ -9,7 +9,8 @@ import { parseInvocation } from '../src/run/invoke.ts';
 import { hostOptionsOf, withHost, type HostFlags } from './host.ts';
 import { readInput, writeOutput, writeText } from './io.ts';
 import { requireBinaryen } from './optimize.ts';
-import { DEFAULT_LEASE_MS, type StoreJournal } from './stores/journal.ts';
+import type { StoreJournal } from './stores/journal.ts';
+import { DEFAULT_LEASE_MS } from './stores/lease.ts';
 
 // Loaded when a durable command runs: `wiz init` and the others do not pay for them at start-up.
 const durableApi = async () => {

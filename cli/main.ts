@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { isWizError, WizError, type WizErrorCode, type WizWarningCode } from '../src/errors.ts';
@@ -250,6 +249,8 @@ async function execute(job: Job, opts: CommonOptions, out?: JobOutput): Promise<
   if (!(seconds > 0) || seconds > MAX_TIMEOUT_SECONDS) {
     throw new CommanderError(2, 'wiz.usage', `--init-timeout takes a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}, not "${opts.initTimeout}"`);
   }
+  // node:child_process is loaded only here: it brings half of Node's networking along.
+  const { fork } = process.getBuiltinModule('node:child_process') as typeof import('node:child_process');
   const child = fork(fileURLToPath(new URL(fromSources ? './child.ts' : './child.js', import.meta.url)), [], {
     serialization: 'advanced', // the module's bytes go both ways as typed arrays
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],

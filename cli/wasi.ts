@@ -1,7 +1,6 @@
 // WASI preview1 from the runtime's `node:wasi`, whichever JS runtime wiz runs on: Node and Deno give an import
 // object and bind memory with `finalizeBindings`; Bun gives `wasiImport` and binds with `setMemory`.
 import { fstatSync } from 'node:fs';
-import { isatty } from 'node:tty';
 import { WizError } from '../src/errors.ts';
 
 /** The JS runtime running wiz, by name, for messages. */
@@ -176,3 +175,6 @@ function canonicalFdstat(wasi: Record<string, unknown>, stdio: number[], memory:
     },
   };
 }
+
+/** node:tty, loaded when WASI is (it brings node:net along, which plain runs do not need). */
+const isatty = (fd: number): boolean => (process.getBuiltinModule('node:tty') as typeof import('node:tty')).isatty(fd);

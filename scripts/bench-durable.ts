@@ -854,7 +854,7 @@ function part6(rpcDurable: string, expected: number, rounds: number): void {
 
 /** What bin/wiz.js runs: the compiled build when it is at least as new as the sources (its own rule). */
 function cliEntry(): string {
-  const built = join(root, 'dist', 'cli', 'main.js');
+  const built = join(root, 'dist', 'cli', 'wiz.cjs');
   if (!existsSync(built)) return 'the TypeScript sources';
   const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => statSync(join(e.parentPath, e.name)).mtimeMs));

@@ -294,16 +294,16 @@ describe('the launcher', () => {
     cpSync(join(import.meta.dirname, '..', 'package.json'), join(dir, 'package.json'));
     symlinkSync(join(import.meta.dirname, '..', 'node_modules'), join(dir, 'node_modules'));
     mkdirSync(join(dir, 'dist', 'cli'), { recursive: true });
-    writeFileSync(join(dir, 'dist', 'cli', 'main.js'), 'export function main() { process.stdout.write("from the build\\n"); }\n');
+    writeFileSync(join(dir, 'dist', 'cli', 'wiz.cjs'), 'exports.main = () => { process.stdout.write("from the build\\n"); };\n');
     return dir;
   }
 
   it('runs the build when it is at least as new as the sources, and the sources otherwise', () => {
     const dir = copyWithMarkedBuild();
     const launch = () => execFileSync(process.execPath, [join(dir, 'bin', 'wiz.js'), '--version']).toString();
-    utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(), new Date(Date.now() + 60_000));
+    utimesSync(join(dir, 'dist', 'cli', 'wiz.cjs'), new Date(), new Date(Date.now() + 60_000));
     expect(launch()).toBe('from the build\n');
-    utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(0), new Date(0)); // stale: an edit came later
+    utimesSync(join(dir, 'dist', 'cli', 'wiz.cjs'), new Date(0), new Date(0)); // stale: an edit came later
     expect(launch()).toBe(`${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}\n`);
   });
 
@@ -311,7 +311,7 @@ describe('the launcher', () => {
     const base = tempDir();
     for (const [dir, installed] of [[join(base, 'unpacked'), true], [join(base, 'node_modules', 'wiz'), false]] as const) {
       copyWithMarkedBuild(dir, installed);
-      utimesSync(join(dir, 'dist', 'cli', 'main.js'), new Date(0), new Date(0)); // as old as an unpacked tarball may leave it
+      utimesSync(join(dir, 'dist', 'cli', 'wiz.cjs'), new Date(0), new Date(0)); // as old as an unpacked tarball may leave it
       expect(execFileSync(process.execPath, [join(dir, 'bin', 'wiz.js'), '--version']).toString()).toBe('from the build\n');
     }
   });

@@ -5,13 +5,13 @@
 //   DIR/<key>/<files>.wasm   the output
 // where <files> is a hash of the recorded file states, so that each state of the files has its own entry. Each
 // file is written beside its place and renamed into it, the .wasm before the .json: a reader never sees half.
-import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WizWarningCode } from '../../src/errors.ts';
 import type { Job } from '../job.ts';
 import type { HostTrace } from '../host.ts';
+import { tempSuffix } from '../io.ts';
 
 /** Bumped when the key or the layout changes meaning. */
 const FORMAT = 1;
@@ -42,6 +42,8 @@ export interface CacheHit {
   warnings: Warning[];
 }
 
+/** node:crypto, loaded when a cache is used (it costs every other run milliseconds of start-up). */
+const createHash = (algorithm: string) => (process.getBuiltinModule('node:crypto') as typeof import('node:crypto')).createHash(algorithm);
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
 /**
@@ -62,20 +64,22 @@ let buildId: string | undefined;
  */
 export function wizBuildId(): string {
   if (buildId) return buildId;
-  const root = fileURLToPath(new URL('../..', import.meta.url));
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  // This code runs from the sources (cli/build/cache.ts), the build (dist/cli/build/cache.js) or the bundle of
+  // the command line (dist/cli/wiz.cjs): the code is what lies below src/ and cli/ of that tree.
+  const here = fileURLToPath(import.meta.url);
+  const fromSources = here.endsWith('.ts');
+  const dist = here.lastIndexOf(`${sep}dist${sep}`);
+  const code = fromSources ? resolve(dirname(here), '..', '..') : here.slice(0, dist + 5);
   const hash = createHash('sha256');
   for (const dir of ['src', 'cli']) {
-    const base = join(root, dir);
-    const files = (readdirSync(base, { recursive: true }) as string[]).filter((f) => f.endsWith(ext)).sort();
+    const base = join(code, dir);
+    const files = (readdirSync(base, { recursive: true }) as string[]).filter((f) => /\.(ts|js|cjs)$/.test(f) && !f.endsWith('.d.ts')).sort();
     for (const file of files) hash.update(`${dir}/${file}\0`).update(readFileSync(join(base, file)));
   }
-  const { version } = JSON.parse(readFileSync(join(packageRoot(root), 'package.json'), 'utf8')) as { version: string };
+  const root = fromSources ? code : dirname(code);
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
   return (buildId = `${version}+${hash.digest('hex').slice(0, 16)}`);
 }
-
-/** The build lives in dist/ under the package root; the sources at the root itself. */
-const packageRoot = (root: string) => (existsSync(join(root, 'package.json')) ? root : dirname(root));
 
 /** Options outside the job that change the output (`--optimize`). */
 export type KeyExtras = Record<string, unknown>;
@@ -179,7 +183,7 @@ export function store(dir: string, key: string, bytes: Uint8Array, files: FileRe
 }
 
 function put(path: string, data: string | Uint8Array): void {
-  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const temp = `${path}.${tempSuffix()}.tmp`;
   try {
     writeFileSync(temp, data);
     renameSync(temp, path);

@@ -7,7 +7,8 @@ import type { JournalLog } from '../../src/journal/journal.ts';
 import { inTransaction, openDatabase } from './sqlite.ts';
 
 /** How long a lease lasts unless renewed: appends renew it; a process that dies leaves it to expire. */
-export const DEFAULT_LEASE_MS = 10_000;
+export { DEFAULT_LEASE_MS } from './lease.ts';
+import { DEFAULT_LEASE_MS } from './lease.ts';
 
 export interface LeaseHolder {
   holder: string;

@@ -87,15 +87,20 @@ export type ImageChunks = ReadonlyMap<string, Uint8Array>;
  * Node's one-shot hash where the host has it (Node 21.7+, reached without importing a Node module, so the core
  * stays isomorphic): synchronous, and about three times as fast on 64 KiB chunks as WebCrypto's per-call job.
  */
-const nodeHash = (() => {
+type NodeHash = (algorithm: string, data: Uint8Array, encoding: string) => string;
+let nodeHashFound: NodeHash | undefined | null = null;
+/** Looked up on first use: loading node:crypto costs a run that never hashes milliseconds of start-up. */
+const nodeHash = (): NodeHash | undefined => {
+  if (nodeHashFound !== null) return nodeHashFound;
   const process = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const crypto = process?.getBuiltinModule?.('node:crypto') as { hash?: (algorithm: string, data: Uint8Array, encoding: string) => string } | undefined;
-  return typeof crypto?.hash === 'function' ? crypto.hash : undefined;
-})();
+  const crypto = process?.getBuiltinModule?.('node:crypto') as { hash?: NodeHash } | undefined;
+  return (nodeHashFound = typeof crypto?.hash === 'function' ? crypto.hash : undefined);
+};
 
 /** Lowercase hex SHA-256 of `bytes` (Node's hash, else WebCrypto: browsers' secure contexts, workers). */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  if (nodeHash) return nodeHash('sha256', bytes, 'hex');
+  const hash = nodeHash();
+  if (hash) return hash('sha256', bytes, 'hex');
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) throw new Error('WebCrypto (crypto.subtle) is not available in this context');
   const digest = new Uint8Array(await subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
