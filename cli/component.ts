@@ -123,6 +123,7 @@ async function wasiImports(host: HostOptions, out: JobOutput): Promise<Record<st
       },
     },
   };
+  steadyReads((shim.io as Namespace).streams!.InputStream as unknown as { prototype: Record<string, unknown> });
   const imports = new WASIShim(config).getImportObject();
   const stderrStream = (cli.stderr!.getStderr as () => unknown)();
   if (!host.inheritStdio) {
@@ -141,6 +142,23 @@ async function wasiImports(host: HostOptions, out: JobOutput): Promise<Record<st
     },
   };
   return imports;
+}
+
+/**
+ * preview2-shim's file streams sometimes answer a blocking read with 0 bytes before the end (a race with its
+ * I/O worker): allowed, but the guest's buffers then differ from run to run, and so would the snapshot.
+ * Reading again until data or the end makes init see the same reads every time.
+ */
+function steadyReads(InputStream: { prototype: Record<string, unknown> }): void {
+  const proto = InputStream.prototype;
+  const read = proto.blockingRead as ((len: bigint) => Uint8Array) & { steady?: true };
+  if (typeof read !== 'function' || read.steady) return;
+  const steady = Object.assign(function (this: unknown, len: bigint) {
+    let bytes = read.call(this, len);
+    for (let tries = 0; bytes.length === 0 && len > 0n && tries < 1000; tries++) bytes = read.call(this, len);
+    return bytes;
+  }, { steady: true as const });
+  proto.blockingRead = steady;
 }
 
 /** An output stream that takes everything and writes nothing (--inherit-stdio=false). */
