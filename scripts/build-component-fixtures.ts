@@ -4,8 +4,7 @@
 // prints what it built; tests and the benchmark call the functions themselves.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { C_FIXTURES_DIR, C_TOOLCHAIN_HINT, hasCToolchain } from './build-c-fixtures.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -13,8 +12,10 @@ const sources = join(root, 'fixtures', 'component');
 
 /** The WASI preview1 reactor adapter that jco ships (wit-component wraps a preview1 module with it). */
 export function reactorAdapter(): Uint8Array {
-  const jco = dirname(createRequire(import.meta.url).resolve('@bytecodealliance/jco/package.json'));
-  return readFileSync(join(jco, 'lib', 'wasi_snapshot_preview1.reactor.wasm'));
+  // jco comes with componentize-js (a dev dependency), hoisted or below it; its exports hide lib/.
+  const file = join('@bytecodealliance', 'jco', 'lib', 'wasi_snapshot_preview1.reactor.wasm');
+  const hoisted = join(root, 'node_modules', file);
+  return readFileSync(existsSync(hoisted) ? hoisted : join(root, 'node_modules', '@bytecodealliance', 'componentize-js', 'node_modules', file));
 }
 
 interface WasmTools {

@@ -1,0 +1,191 @@
+// Components: wiz init and wiz snapshot on WebAssembly components. The property that defines correctness: every
+// export of the snapshot, run in a fresh host, answers as the live component right after init, and init does not
+// run again.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
+import { buildComponentApp, componentWat } from '../scripts/build-component-fixtures.ts';
+import { isComponent, parseComponent, preinitializeComponent } from '../src/index.ts';
+import * as shapes from './helpers/component.ts';
+import { runComponent } from './helpers/component.ts';
+import { tempDir, wiz, wizInit } from './helpers/run.ts';
+
+const cToolchain = hasCToolchain();
+if (!cToolchain && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_C_FIXTURES)) throw new Error(`C fixtures required but no wasm32-wasi clang: ${C_TOOLCHAIN_HINT}`);
+if (!cToolchain) console.warn(`C component tests skipped: no wasm32-wasi clang (${C_TOOLCHAIN_HINT})`);
+
+/** Writes bytes to a fresh file and returns its path. */
+function file(bytes: Uint8Array, name = 'component.wasm'): string {
+  const path = join(tempDir(), name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** The results of `calls` on the live component right after init, and on the snapshot (no init), each in a fresh process. */
+function compare(original: string, snapshot: Uint8Array, calls: string[], init = 'wizer-initialize') {
+  const live = runComponent(original, { init, calls });
+  const snap = runComponent(file(snapshot), { calls });
+  return { live, snap };
+}
+
+const APP_CALLS = ['total', 'inits', 'greeting', 'count-lines', 'hello'];
+
+describe.skipIf(!cToolchain)('a C reactor component (wasi-libc, the preview1 adapter)', () => {
+  let app: string;
+  let configDir: string;
+  beforeAll(async () => {
+    app = await buildComponentApp();
+    configDir = tempDir();
+    writeFileSync(join(configDir, 'settings.txt'), 'alpha 1\nbeta 20\ngamma 300\n');
+  }, 600_000);
+  const args = () => ['--allow-wasi', '--mapdir', `/config::${configDir}`, '--inherit-env', '--deterministic'];
+  const env = { PATH: process.env.PATH, GREETING: 'hello' };
+
+  it('wiz init reads a file, the environment and the clock once; the snapshot answers as the live component after init', () => {
+    const ours = wizInit(readFileSync(app), args(), { env });
+    expect(ours.stderr).toBe('');
+    expect(ours.status).toBe(0);
+    expect(ours.stdout.toString()).toBe('init: total=321 greeting=hello\n');
+    expect(isComponent(ours.output!)).toBe(true);
+    const preopens = { '/config': configDir };
+    const live = runComponent(app, { init: 'wizer-initialize', calls: [...APP_CALLS, 'started'], preopens, env: { GREETING: 'hello' } });
+    // At run time the environment differs: the snapshot's greeting is the one init read, not re-read.
+    const snap = runComponent(file(ours.output!), { calls: [...APP_CALLS, 'started'], preopens, env: { GREETING: 'run time' } });
+    expect(live.results.inits).toEqual({ value: 1 });
+    for (const name of APP_CALLS) expect(snap.results[name], name).toEqual(live.results[name]);
+    expect(snap.results.greeting).toEqual({ value: 'hello' });
+    // Files and stdout work at run time (the adapter's state was kept as built: it holds this host's handles).
+    expect(snap.results['count-lines']).toEqual({ value: 3 });
+    expect(snap.output).toBe(live.output.replace(/^init: .*\n/, ''));
+    expect(snap.output).toBe('hello, hello');
+    // --deterministic: the clock init read started at 0.
+    expect(snap.results.started).toEqual({ value: '0n' });
+    expect(live.exports).toContain('wizerInitialize');
+    expect(snap.exports).not.toContain('wizerInitialize');
+    expect(snap.exports).toEqual(live.exports.filter((e) => e !== 'wizerInitialize'));
+  }, 300_000);
+
+  it('writes the same bytes every time with --deterministic, also to stdout', () => {
+    const a = wizInit(readFileSync(app), [...args(), '--inherit-stdio=false'], { env });
+    const b = wizInit(readFileSync(app), [...args(), '--inherit-stdio=false'], { env });
+    expect(a.status, a.stderr).toBe(0);
+    expect(a.stdout.toString()).toBe('');
+    expect(Buffer.from(a.output!).equals(Buffer.from(b.output!))).toBe(true);
+    const c = wiz(['init', app, '-o', '-', ...args()]);
+    expect(c.status, c.stderr).toBe(0);
+    // The component went to stdout: the guest's stdout went to stderr.
+    expect(c.stderr).toContain('init: total=321');
+    expect(isComponent(c.stdout)).toBe(true);
+  }, 300_000);
+
+  it('--keep-init-func keeps the export; without --deterministic wiz warns about the clock', () => {
+    const kept = wizInit(readFileSync(app), ['--allow-wasi', '--mapdir', `/config::${configDir}`, '--keep-init-func'], { env });
+    expect(kept.status, kept.stderr).toBe(0);
+    expect(kept.stderr).toMatch(/^wiz: warning: the component read a clock \(wasi:clocks\/wall-clock now\) during init/);
+    const snap = runComponent(file(kept.output!), { calls: ['inits', 'total'] });
+    expect(snap.exports).toContain('wizerInitialize');
+    expect(snap.results).toEqual({ inits: { value: 1 }, total: { value: 321 } });
+  }, 300_000);
+
+  it('without --allow-wasi, a WASI call during init is one line naming it, exit 1, no output', () => {
+    const r = wizInit(readFileSync(app), []);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^wiz: the component called the import "wasi:[^"]+" "[^"]+" during initialization, which wiz does not provide; pass --allow-wasi to provide WASI\n$/);
+    expect(r.output).toBeUndefined();
+  }, 300_000);
+
+  it('--keep-instrumentation, then wiz snapshot runs the component on and saves it again', () => {
+    const gen0 = wizInit(readFileSync(app), [...args(), '--keep-instrumentation', '--keep-init-func'], { env });
+    expect(gen0.status, gen0.stderr).toBe(0);
+    const dir = tempDir();
+    writeFileSync(join(dir, 'gen0.wasm'), gen0.output!);
+    const gen1 = wiz(['snapshot', join(dir, 'gen0.wasm'), '--invoke', 'wizer-initialize', '--invoke', 'inits', '-o', join(dir, 'gen1.wasm'), '--allow-wasi', '--mapdir', `/config::${configDir}`, '--deterministic']);
+    expect(gen1.status, gen1.stderr).toBe(0);
+    // Init ran again at snapshot time and read the file anew: the adapter rebuilt its state for this host.
+    expect(gen1.stdout.toString()).toBe('init: total=321 greeting=hello\nwizer-initialize\ninits = 2\n');
+    const snap = runComponent(join(dir, 'gen1.wasm'), { calls: ['inits', 'total'] });
+    expect(snap.results).toEqual({ inits: { value: 2 }, total: { value: 321 } });
+  }, 300_000);
+});
+
+describe('component shapes, written as WAT', () => {
+  it('modules sharing a memory: the owner holds the state, the importer\'s segments run no more', async () => {
+    const bytes = await componentWat(shapes.SHARED_MEMORY);
+    const r = wizInit(bytes);
+    expect(r.status, r.stderr).toBe(0);
+    const calls = ['count', 'seed', 'at-64', 'at-128', 'at-70000'];
+    const { live, snap } = compare(file(bytes), r.output!, calls);
+    expect(snap.results).toEqual(live.results);
+    expect(snap.results).toEqual({ count: { value: 1 }, seed: { value: '1311768467463790320n' }, 'at-64': { value: 42 }, 'at-128': { value: 1042 }, 'at-70000': { value: 7 } });
+  }, 120_000);
+
+  it('a nested component with a module: its section is replaced and the sizes of the enclosing ones follow', async () => {
+    const bytes = await componentWat(shapes.NESTED);
+    const out = await preinitializeComponent(bytes);
+    expect(parseComponent(out).modules).toHaveLength(1);
+    const { live, snap } = compare(file(bytes), out, ['get']);
+    expect(snap.results).toEqual(live.results);
+    expect(snap.results.get).toEqual({ value: 106 });
+    expect(snap.exports).toEqual(['get']);
+  }, 120_000);
+
+  it('NaN payloads (a signalling NaN), -0 and v128 globals keep their bits', async () => {
+    const bytes = await componentWat(shapes.FLOAT_BITS);
+    const out = await preinitializeComponent(bytes);
+    const { live, snap } = compare(file(bytes), out, ['f-bits', 'd-bits', 'v-lo', 'v-hi', 'z-bits']);
+    expect(snap.results).toEqual(live.results);
+    expect(snap.results).toEqual({
+      'f-bits': { value: 0x7fa00001 },
+      'd-bits': { value: `${0xfff8000000000123n}n` },
+      'v-lo': { value: `${0x0123456789abcdefn}n` },
+      'v-hi': { value: `${0xfedcba9876543210n}n` },
+      'z-bits': { value: `${0x8000000000000000n}n` },
+    });
+  }, 120_000);
+
+  it('an interface function with arguments as the init function (-f \'iface#name(args)\'), and wiz snapshot of it', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await componentWat(shapes.INTERFACE_INIT));
+    const gen0 = wiz(['init', join(dir, 'in.wasm'), '-f', 'wiz:test/init#setup(3, 4)', '--keep-instrumentation', '-o', join(dir, 'gen0.wasm')]);
+    expect(gen0.status, gen0.stderr).toBe(0);
+    expect(runComponent(join(dir, 'gen0.wasm'), { calls: ['get'] }).results.get).toEqual({ value: 403 });
+    const gen1 = wiz(['snapshot', join(dir, 'gen0.wasm'), '--invoke', 'wiz:test/init#setup(5, 6)', '--invoke', 'get', '-o', join(dir, 'gen1.wasm')]);
+    expect(gen1.status, gen1.stderr).toBe(0);
+    expect(gen1.stdout.toString()).toBe('wiz:test/init#setup(5, 6)\nget = 605\n');
+    expect(runComponent(join(dir, 'gen1.wasm'), { calls: ['get'] }).results.get).toEqual({ value: 605 });
+    // gen1 was written without --keep-instrumentation: it cannot be snapshotted again.
+    const again = wiz(['snapshot', join(dir, 'gen1.wasm'), '-o', join(dir, 'gen2.wasm')]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/carries no instrumentation/);
+    expect(existsSync(join(dir, 'gen2.wasm'))).toBe(false);
+  }, 180_000);
+
+  const refusals: [string, () => Promise<Uint8Array> | Uint8Array, string[], RegExp][] = [
+    ['a module instantiated twice', () => componentWat(shapes.TWICE), [], /^wiz: core module 0 is instantiated more than once: one module section cannot hold the state of two instances/],
+    ['a component start function', () => componentWat(shapes.START), [], /^wiz: the component has a start function: it runs at every instantiation/],
+    ['a core module import', () => componentWat(shapes.MODULE_IMPORT), [], /^wiz: the component imports a core module \("m"\)/],
+    ['a component import', () => componentWat(shapes.COMPONENT_IMPORT), [], /^wiz: the component imports a component \("c"\)/],
+    ['a trap in init', () => componentWat(shapes.TRAPS), [], /^wiz: the init function "wizer-initialize" trapped: .*unreachable/],
+    ['a missing init function', () => componentWat(shapes.NESTED), ['-f', 'nope'], /^wiz: the component does not export the init function "nope" \(its exports: "wizer-initialize", "get"\)/],
+    ['an init function given the wrong arguments', () => componentWat(shapes.INTERFACE_INIT), ['-f', 'wiz:test/init#setup(1)'], /^wiz: the init function "wiz:test\/init#setup\(1\)" takes 2 arguments, not 1/],
+    ['renames', () => componentWat(shapes.NESTED), ['-r', 'a=get'], /^wiz: -r\/--rename-func renames core module exports/],
+    ['a truncated component', async () => (await componentWat(shapes.NESTED)).subarray(0, 40), [], /^wiz: malformed component: /],
+  ];
+  for (const [what, make, args, message] of refusals) {
+    it(`refuses ${what} in one line, exit 1, no output file`, async () => {
+      const r = wizInit(await make(), args);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.status).toBe(1);
+      expect(r.output).toBeUndefined();
+    }, 120_000);
+  }
+
+  it('isComponent tells a component from a core module by its preamble', async () => {
+    const bytes = await componentWat(shapes.NESTED);
+    expect(isComponent(bytes)).toBe(true);
+    expect(isComponent(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]))).toBe(false);
+    expect(isComponent(await preinitializeComponent(bytes))).toBe(true);
+  }, 120_000);
+});
