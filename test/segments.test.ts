@@ -1,6 +1,10 @@
 // Memory to data segments: non-zero runs, merged across gaps of at most 4 zeros, capped at 10,000.
 import { describe, expect, it } from 'vitest';
-import { MAX_DATA_SEGMENTS, scanRuns, snapshotSegments, type NewSegment } from '../src/snapshot/segments.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MAX_DATA_SEGMENTS, scanRuns, scanSegmentsForTest, scriptSegments, snapshotSegments, type NewSegment } from '../src/snapshot/segments.ts';
+import { SCAN_WASM_BASE64 } from '../src/snapshot/scan-wasm.ts';
+import { compileScanner, scannerModule } from '../scripts/build-scanner.ts';
 import { preinitialize } from '../src/preinitialize.ts';
 import { parseModule, skipConstExpr } from '../src/parse/module.ts';
 import { BinaryReader } from '../src/parse/reader.ts';
@@ -92,6 +96,62 @@ describe('snapshotSegments', () => {
     const segments = snapshotSegments([memory(bytes)]);
     expect(segments).toHaveLength(MAX_DATA_SEGMENTS);
     expect(Buffer.from(replay(bytes.length, segments)).equals(Buffer.from(bytes))).toBe(true);
+  });
+});
+
+describe('the WebAssembly scanner', () => {
+  it('is scan.wat compiled: the checked-in bytes are what its source compiles to', async () => {
+    const checkedIn = readFileSync(join(import.meta.dirname, '..', 'src', 'snapshot', 'scan-wasm.ts'), 'utf8');
+    expect(checkedIn).toBe(scannerModule(await compileScanner()));
+    expect(Buffer.from(SCAN_WASM_BASE64, 'base64').subarray(0, 4)).toEqual(Buffer.from([0, 0x61, 0x73, 0x6d]));
+  });
+
+  /** A memory of `size` bytes: runs of non-zero bytes and gaps of zeros, their lengths drawn from `run` and `gap`. */
+  function pattern(size: number, seed: number, run: number, gap: number): Uint8Array {
+    let state = seed;
+    const next = (n: number) => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return 1 + (state % n);
+    };
+    const bytes = new Uint8Array(size);
+    for (let i = next(gap) - 1; i < size;) {
+      const end = Math.min(size, i + next(run));
+      for (; i < end; i++) bytes[i] = 1 + (i % 255);
+      i += next(gap);
+    }
+    return bytes;
+  }
+
+  it('gives exactly the segments of the JavaScript scan: every density, window, cap, several memories', () => {
+    let compared = 0;
+    for (const [run, gap] of [[1, 7], [3, 3], [1, 12], [40, 2], [200, 900], [8, 70000]] as const) {
+      for (const size of [0, 1, 9, 1000, 4099, 70001]) {
+        for (const limit of [1, 3, 50, 10_000]) {
+          for (const window of [8, 13, 4096]) {
+            const memories = [memory(pattern(size, size + run, run, gap)), memory(pattern(size >> 1, gap, gap, run), 1)];
+            const ours = scanSegmentsForTest(memories, limit, window);
+            const expected = scriptSegments(memories, limit);
+            if (ours === undefined) {
+              // Only when the cut falls among gaps of 64 KiB or more, which the scanner's histogram lumps together.
+              expect(gap).toBeGreaterThanOrEqual(65535);
+              continue;
+            }
+            expect(spans(ours)).toEqual(spans(expected));
+            compared++;
+          }
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(400);
+  });
+
+  it('hands a cut among gaps of 64 KiB or more to the JavaScript scan, with the same result', () => {
+    const bytes = new Uint8Array(20 * 70000);
+    for (let i = 0; i < 20; i++) bytes[i * 70000 + (i % 3)] = 9;
+    const memories = [memory(bytes)];
+    expect(scanSegmentsForTest(memories, 5, 1 << 20)).toBeUndefined();
+    expect(spans(snapshotSegments(memories, 5))).toEqual(spans(scriptSegments(memories, 5)));
+    expect(snapshotSegments(memories, 5)).toHaveLength(5);
   });
 });
 

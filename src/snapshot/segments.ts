@@ -1,4 +1,5 @@
 import type { MemoryState } from './state.ts';
+import { SCAN_WASM_BASE64 } from './scan-wasm.ts';
 
 /** A data segment to write: a view of a memory's bytes at an offset. */
 export interface NewSegment {
@@ -25,6 +26,12 @@ export const MAX_DATA_SEGMENTS = 10_000;
  * MB (millions of runs) stay cheap.
  */
 export function snapshotSegments(memories: readonly MemoryState[], limit = MAX_DATA_SEGMENTS): NewSegment[] {
+  const scanner = limit <= SCANNER_CAPACITY && memories.length < SCANNER_CAPACITY - limit ? loadScanner() : undefined;
+  return (scanner && scanSegments(scanner, memories, limit)) ?? scriptSegments(memories, limit);
+}
+
+/** snapshotSegments in JavaScript: where WebAssembly cannot be compiled at run time (edge platforms). */
+export function scriptSegments(memories: readonly MemoryState[], limit = MAX_DATA_SEGMENTS): NewSegment[] {
   const gaps = new GapHistogram();
   let total = 0;
   let kept: NewSegment[] | undefined = [];
@@ -114,6 +121,84 @@ function mergeRuns(
   return quota;
 }
 
+/** The exports of scan.wat (see there). */
+interface Scanner {
+  memory: WebAssembly.Memory;
+  configure(mode: number, threshold: bigint, quota: bigint, cap: number): void;
+  begin(): void;
+  scan(base: bigint, len: number): void;
+  finish(size: bigint): void;
+  count(): bigint;
+  overflow(): number;
+}
+
+/** Where scan.wat keeps its window, histogram and output, and how many segments the output holds. */
+const SCANNER_WINDOW = 4 << 20;
+const SCANNER_HISTOGRAM = SCANNER_WINDOW;
+const SCANNER_OUTPUT = SCANNER_HISTOGRAM + 65536 * 4;
+const SCANNER_CAPACITY = 16384;
+/** The histogram's last bucket counts every gap at least this long. */
+const SCANNER_LONG_GAP = 65535;
+
+let scannerInstance: Scanner | null | undefined;
+/** The scanner, compiled once; null where WebAssembly cannot be compiled at run time (workerd) or lacks a feature. */
+function loadScanner(): Scanner | null {
+  if (scannerInstance !== undefined) return scannerInstance;
+  try {
+    const bytes = Uint8Array.from(atob(SCAN_WASM_BASE64), (c) => c.charCodeAt(0));
+    scannerInstance = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as Scanner;
+  } catch {
+    scannerInstance = null;
+  }
+  return scannerInstance;
+}
+
+/**
+ * snapshotSegments through the scanner: each memory is copied into its window piece by piece and scanned; the
+ * same two passes as `scriptSegments`, with the same result. Undefined when a merge threshold falls among the
+ * gaps the histogram does not tell apart (more than `limit` segments separated by 64 KiB or more).
+ */
+function scanSegments(scanner: Scanner, memories: readonly MemoryState[], limit: number, window = SCANNER_WINDOW): NewSegment[] | undefined {
+  // The second pass may keep more than `limit` segments: gaps between memories never merge.
+  const pass = (mode: number, threshold: bigint, quota: bigint, cap: number): NewSegment[] => {
+    scanner.configure(mode, threshold, quota, cap);
+    const segments: NewSegment[] = [];
+    for (const m of memories) {
+      const before = Number(scanner.count());
+      scanner.begin();
+      const view = new Uint8Array(scanner.memory.buffer, 0, window);
+      for (let offset = 0; offset < m.bytes.length; offset += window) {
+        const piece = m.bytes.subarray(offset, offset + window);
+        view.set(piece);
+        scanner.scan(BigInt(offset), piece.length);
+      }
+      scanner.finish(BigInt(m.bytes.length));
+      const after = Math.min(Number(scanner.count()), cap);
+      const out = new BigInt64Array(scanner.memory.buffer, SCANNER_OUTPUT, 2 * cap);
+      for (let k = before; k < after; k++) {
+        const start = Number(out[2 * k]!);
+        segments.push({ memory: m.index, offset: start, bytes: m.bytes.subarray(start, Number(out[2 * k + 1]!)) });
+      }
+    }
+    return segments;
+  };
+  const first = pass(1, BigInt(MAX_MERGED_GAP + 1), 0n, limit);
+  const total = Number(scanner.count());
+  if (total <= limit) return first;
+  const gaps = new GapHistogram();
+  gaps.counts(new Uint32Array(scanner.memory.buffer, SCANNER_HISTOGRAM, 65536));
+  const { threshold, quota } = gaps.smallest(total - limit);
+  if (threshold >= SCANNER_LONG_GAP && scanner.overflow()) return undefined;
+  const merged = pass(2, threshold === Infinity ? (1n << 62n) : BigInt(threshold), BigInt(quota), SCANNER_CAPACITY);
+  return scanner.overflow() ? undefined : merged;
+}
+
+/** The scanner path with a small window, for tests of runs that cross window boundaries. */
+export function scanSegmentsForTest(memories: readonly MemoryState[], limit: number, window: number): NewSegment[] | undefined {
+  const scanner = loadScanner();
+  return scanner ? scanSegments(scanner, memories, limit, window) : undefined;
+}
+
 /** True when the 32-bit word has a zero byte. */
 const hasZeroByte = (w: number) => ((w - 0x01010101) & ~w & 0x80808080) !== 0;
 
@@ -126,6 +211,11 @@ export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) 
 class GapHistogram {
   private small = new Float64Array(65536);
   private large = new Map<number, number>();
+
+  /** Takes the counts of gaps 0 to 65535 from a table (the scanner's). */
+  counts(table: Uint32Array): void {
+    this.small.set(table);
+  }
 
   add(gap: number): void {
     if (gap < this.small.length) this.small[gap]!++;

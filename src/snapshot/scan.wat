@@ -1,0 +1,178 @@
+;; The memory scanner of snapshotSegments (segments.ts), as WebAssembly: the same runs and merges as its
+;; JavaScript, at machine speed from the first call. JavaScript would run this loop interpreted and cold in a
+;; one-shot command, millions of times on a sparse memory. The bytes in scan-wasm.ts are this file compiled
+;; (scripts/build-scanner.ts; test/segments.test.ts checks they match).
+;;
+;; Memory: the window [0, WINDOW) into which the caller copies the bytes to scan, piece by piece; a histogram
+;; of gap sizes (u32 × 65536, the last bucket counting every gap of 65535 bytes or more); the segments kept
+;; (pairs of i64: start, end).
+(module
+  (memory (export "memory") 72)
+  (global $HIST i32 (i32.const 4194304))
+  (global $OUT i32 (i32.const 4456448))
+  (global $OUT_CAP i32 (i32.const 16384))
+
+  ;; The pass: 1 counts segments, gaps and keeps the first $cap; 2 keeps all (at most $cap).
+  (global $mode (mut i32) (i32.const 1))
+  (global $threshold (mut i64) (i64.const 0))
+  (global $quota (mut i64) (i64.const 0))
+  (global $cap (mut i32) (i32.const 0))
+  (global $count (mut i64) (i64.const 0))
+  (global $overflow (mut i32) (i32.const 0))
+  ;; Where the scan of the current memory stands.
+  (global $inRun (mut i32) (i32.const 0))
+  (global $runStart (mut i64) (i64.const 0))
+  (global $start (mut i64) (i64.const -1))
+  (global $end (mut i64) (i64.const -1))
+  (global $gapBefore (mut i64) (i64.const -1))
+
+  (func (export "configure") (param $mode i32) (param $threshold i64) (param $quota i64) (param $cap i32)
+    (global.set $mode (local.get $mode))
+    (global.set $threshold (local.get $threshold))
+    (global.set $quota (local.get $quota))
+    (global.set $cap (select (local.get $cap) (global.get $OUT_CAP) (i32.lt_u (local.get $cap) (global.get $OUT_CAP))))
+    (global.set $count (i64.const 0))
+    (global.set $overflow (i32.const 0))
+    (if (i32.eq (local.get $mode) (i32.const 1))
+      (then (memory.fill (global.get $HIST) (i32.const 0) (i32.const 262144)))))
+
+  (func (export "begin")
+    (global.set $inRun (i32.const 0))
+    (global.set $start (i64.const -1))
+    (global.set $end (i64.const -1))
+    (global.set $gapBefore (i64.const -1)))
+
+;; Ends the current segment [start, end), preceded by a gap of `gapBefore` bytes (-1: the memory's first).
+  (func $emit (param $start i64) (param $end i64) (param $gapBefore i64)
+    (local $at i32)
+    (if (i32.and (i32.eq (global.get $mode) (i32.const 1)) (i64.ge_s (local.get $gapBefore) (i64.const 0)))
+      (then
+        (if (i64.ge_s (local.get $gapBefore) (i64.const 65535))
+          (then (global.set $overflow (i32.const 1)) (local.set $at (i32.const 65535)))
+          (else (local.set $at (i32.wrap_i64 (local.get $gapBefore)))))
+        (local.set $at (i32.add (global.get $HIST) (i32.shl (local.get $at) (i32.const 2))))
+        (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))))
+    (if (i64.lt_u (global.get $count) (i64.extend_i32_u (global.get $cap)))
+      (then
+        (local.set $at (i32.add (global.get $OUT) (i32.shl (i32.wrap_i64 (global.get $count)) (i32.const 4))))
+        (i64.store (local.get $at) (local.get $start))
+        (i64.store offset=8 (local.get $at) (local.get $end)))
+      (else (if (i32.eq (global.get $mode) (i32.const 2)) (then (global.set $overflow (i32.const 1))))))
+    (global.set $count (i64.add (global.get $count) (i64.const 1))))
+
+  ;; A run of non-zero bytes [rs, re): merged into the current segment across a short gap, or a new segment.
+  (func $run (param $rs i64) (param $re i64)
+    (local $gap i64)
+    (if (i64.ge_s (global.get $start) (i64.const 0))
+      (then
+        (local.set $gap (i64.sub (local.get $rs) (global.get $end)))
+        (if (i32.or
+              (i64.lt_s (local.get $gap) (global.get $threshold))
+              (i32.and (i64.eq (local.get $gap) (global.get $threshold)) (i64.gt_s (global.get $quota) (i64.const 0))))
+          (then
+            (if (i64.eq (local.get $gap) (global.get $threshold))
+              (then (global.set $quota (i64.sub (global.get $quota) (i64.const 1)))))
+            (global.set $end (local.get $re))
+            (return)))
+        (call $emit (global.get $start) (global.get $end) (global.get $gapBefore))
+        (global.set $gapBefore (local.get $gap))))
+    (global.set $start (local.get $rs))
+    (global.set $end (local.get $re)))
+
+  ;; Scans window bytes [0, len), which are the memory's bytes from `base` on. Eight bytes at a time: the first
+  ;; non-zero byte of a word is its lowest set bit's byte (little-endian), the first zero byte the lowest flag
+  ;; of (w - 0x01..01) & ~w & 0x80..80 (flags above a zero byte may be false, the lowest never is). The run
+  ;; merging is inlined, with the state in locals: a sparse memory has a run every few bytes.
+  (func (export "scan") (param $base i64) (param $len i32)
+    (local $i i32)
+    (local $w i64)
+    (local $rs i64)
+    (local $re i64)
+    (local $gap i64)
+    (local $start i64)
+    (local $end i64)
+    (local $gapBefore i64)
+    (local $threshold i64)
+    (local $quota i64)
+    (local $last i32)
+    (local.set $start (global.get $start))
+    (local.set $end (global.get $end))
+    (local.set $gapBefore (global.get $gapBefore))
+    (local.set $threshold (global.get $threshold))
+    (local.set $quota (global.get $quota))
+    (local.set $rs (global.get $runStart))
+    ;; The last offset at which a whole word can be read (negative when the window is shorter than a word).
+    (local.set $last (i32.sub (local.get $len) (i32.const 8)))
+    (block $done
+      (loop $outer
+        (if (i32.eqz (global.get $inRun))
+          (then
+            (block $found
+              (loop $zeros
+                (if (i32.le_s (local.get $i) (local.get $last))
+                  (then
+                    (local.set $w (i64.load (local.get $i)))
+                    (if (i64.eqz (local.get $w))
+                      (then (local.set $i (i32.add (local.get $i) (i32.const 8))) (br $zeros)))
+                    (local.set $i (i32.add (local.get $i) (i32.wrap_i64 (i64.shr_u (i64.ctz (local.get $w)) (i64.const 3)))))
+                    (br $found)))
+                (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+                (br_if $found (i32.load8_u (local.get $i)))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $zeros)))
+            (local.set $rs (i64.add (local.get $base) (i64.extend_i32_u (local.get $i))))
+            (global.set $inRun (i32.const 1))))
+        (block $zero
+          (loop $nonzeros
+            (if (i32.le_s (local.get $i) (local.get $last))
+              (then
+                (local.set $w (i64.load (local.get $i)))
+                (local.set $w (i64.and
+                  (i64.and (i64.sub (local.get $w) (i64.const 0x0101010101010101)) (i64.xor (local.get $w) (i64.const -1)))
+                  (i64.const 0x8080808080808080)))
+                (if (i64.eqz (local.get $w))
+                  (then (local.set $i (i32.add (local.get $i) (i32.const 8))) (br $nonzeros)))
+                (local.set $i (i32.add (local.get $i) (i32.wrap_i64 (i64.shr_u (i64.ctz (local.get $w)) (i64.const 3)))))
+                (br $zero)))
+            ;; The run goes on into the next window.
+            (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+            (br_if $zero (i32.eqz (i32.load8_u (local.get $i))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $nonzeros)))
+        (global.set $inRun (i32.const 0))
+        (local.set $re (i64.add (local.get $base) (i64.extend_i32_u (local.get $i))))
+        ;; The run [rs, re): merged across a short gap, or the segment before it ends and it starts a new one.
+        (block $merged
+          (if (i64.ge_s (local.get $start) (i64.const 0))
+            (then
+              (local.set $gap (i64.sub (local.get $rs) (local.get $end)))
+              (if (i64.lt_s (local.get $gap) (local.get $threshold))
+                (then (local.set $end (local.get $re)) (br $merged)))
+              (if (i32.and (i64.eq (local.get $gap) (local.get $threshold)) (i64.gt_s (local.get $quota) (i64.const 0)))
+                (then
+                  (local.set $quota (i64.sub (local.get $quota) (i64.const 1)))
+                  (local.set $end (local.get $re))
+                  (br $merged)))
+              (call $emit (local.get $start) (local.get $end) (local.get $gapBefore))
+              (local.set $gapBefore (local.get $gap))))
+          (local.set $start (local.get $rs))
+          (local.set $end (local.get $re)))
+        (br $outer)))
+    (global.set $start (local.get $start))
+    (global.set $end (local.get $end))
+    (global.set $gapBefore (local.get $gapBefore))
+    (global.set $quota (local.get $quota))
+    (global.set $runStart (local.get $rs)))
+
+  ;; The memory ends at `size`: a run still open ends there, and the last segment is emitted.
+  (func (export "finish") (param $size i64)
+    (if (global.get $inRun)
+      (then
+        (global.set $inRun (i32.const 0))
+        (call $run (global.get $runStart) (local.get $size))))
+    (if (i64.ge_s (global.get $start) (i64.const 0))
+      (then (call $emit (global.get $start) (global.get $end) (global.get $gapBefore)))))
+
+  (func (export "count") (result i64) (global.get $count))
+  (func (export "quota") (result i64) (global.get $quota))
+  (func (export "overflow") (result i32) (global.get $overflow)))
