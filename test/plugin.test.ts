@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { extname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildCFixtures, C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
-import { BUNDLERS, bundle, makeApp, runBuilt, serveFolder, viteClientBuild, watchBundle, type Bundler } from './helpers/bundlers.ts';
+import { BUNDLERS, bundle, makeApp, removeApps, runBuilt, serveFolder, viteClientBuild, watchBundle, type Bundler } from './helpers/bundlers.ts';
 import { launchChromiumOrSkip } from './helpers/chromium.ts';
 import { wizInit } from './helpers/run.ts';
 import { wat } from './helpers/wat.ts';
@@ -65,6 +65,7 @@ beforeAll(async () => {
   counter = await wat(COUNTER);
   counterInit = expectedInit(counter);
 });
+afterAll(removeApps);
 
 /** The cache entries (`<key>/<files>.wasm`) in a cache folder. */
 function cacheEntries(dir: string): string[] {

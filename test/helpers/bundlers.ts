@@ -35,6 +35,7 @@ export interface Built {
  */
 export function makeApp(bundler: Bundler, module: Record<string, Uint8Array>, answer: string, files: Record<string, string> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), `wiz-plugin-${bundler}-`));
+  apps.push(dir);
   mkdirSync(join(dir, 'src'));
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: `app-${bundler}`, private: true, type: 'module' })}\n`);
   const [name, bytes] = Object.entries(module)[0]!;
@@ -51,6 +52,13 @@ export function makeApp(bundler: Bundler, module: Record<string, Uint8Array>, an
     ...wasi.map((i) => `export const ${i.name} = trap('${i.name}');`),
   ].join('\n') + '\n');
   return dir;
+}
+
+const apps: string[] = [];
+
+/** Removes the apps made so far (with their builds and caches). */
+export function removeApps(): void {
+  for (const dir of apps.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** After init the modules call no import: a call is a snapshot that still needs its host, and fails the app. */
