@@ -312,7 +312,7 @@ async function step(command: string, input: string, output: string, job: Job, op
       process.stderr.write(`wiz: "${output}" is stale: ${fileExists(output) ? 'it differs from what wiz writes now' : 'it does not exist'}\n`);
       process.exitCode = 1;
     } else if (opts.report) process.stderr.write(`wiz: "${output}" is up to date\n`);
-  } else writeOutput(output, done.parts);
+  } else writeOutput(output, done.parts, { flush: false });
   if (opts.json) {
     writeText(1, `${JSON.stringify({
       command,
