@@ -10,6 +10,7 @@ import { inspectModule } from '../src/inspect/inspect.ts';
 import { formatInspection } from './inspect.ts';
 import { sizeReport } from '../src/inspect/report.ts';
 import { concat } from '../src/parse/writer.ts';
+import { isComponent } from '../src/component/binary.ts';
 import { binaryenVersion, optimize, requireBinaryen, type Optimized } from './optimize.ts';
 import { formatReport } from './report.ts';
 import { hostOptionsOf, type HostFlags, type HostOptions } from './host.ts';
@@ -211,8 +212,11 @@ function program(): Command {
     .description('show what a module holds: sizes by section, memories, globals and their values, data, tables, exports, imports, instrumentation')
     .argument('<input>', 'the module (.wasm file, or - for stdin)')
     .option('--json', 'print everything as JSON (no list is cut short)')
-    .action((input: string, opts: { json?: boolean }) => {
-      const inspection = inspectModule(readInput(input));
+    .action(async (input: string, opts: { json?: boolean }) => {
+      const wasm = readInput(input);
+      // A component: its exports and core modules (cli/component.ts, loaded only then).
+      if (isComponent(wasm)) return void process.stdout.write(await (await import('./component.ts')).formatComponentInspection(input === '-' ? 'stdin' : input, wasm, !!opts.json));
+      const inspection = inspectModule(wasm);
       process.stdout.write(opts.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(input === '-' ? 'stdin' : input, inspection));
     });
 
