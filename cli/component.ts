@@ -175,3 +175,21 @@ function silentStream(OutputStream: { prototype: object }): object {
     subscribe: () => ready,
   });
 }
+
+/** The screen `wiz inspect` prints for a component: its exports, then each core module as `wiz inspect` shows one. */
+export async function formatComponentInspection(name: string, bytes: Uint8Array, json: boolean): Promise<string> {
+  const { inspectComponent } = await import('../src/component/inspect.ts');
+  const { formatInspection } = await import('./inspect.ts');
+  const c = inspectComponent(bytes);
+  if (json) return `${JSON.stringify(c, null, 2)}\n`;
+  const out = [
+    `${name}: a component, ${c.size.toLocaleString('en-US')} bytes, ${c.modules.length} core module${c.modules.length === 1 ? '' : 's'}${c.nestedComponents ? `, ${c.nestedComponents} nested component${c.nestedComponents === 1 ? '' : 's'}` : ''}`,
+    `exports       ${c.exports.length ? c.exports.map((e) => `${e.name} (${e.sort})`).join(', ') : 'none'}`,
+  ];
+  for (const m of c.modules) {
+    const what = m.role === 'adapter' ? 'the WASI preview1 adapter: kept as built by wiz init' : 'state snapshotted by wiz init';
+    out.push('', `core module ${m.ordinal}${m.depth ? ` (nested, depth ${m.depth})` : ''}: ${what}`);
+    out.push(formatInspection(`module ${m.ordinal}`, m.inspection).trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
+  }
+  return `${out.join('\n')}\n`;
+}

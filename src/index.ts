@@ -33,3 +33,4 @@ export {
   type ComponentPreinitializeOptions, type ComponentSnapshotOptions, type ComponentCall,
 } from './component/preinitialize.ts';
 export { instantiateComponent, type LiveComponent, type LiveModule, type ComponentRunOptions } from './component/run.ts';
+export { inspectComponent, type ComponentInspection } from './component/inspect.ts';

@@ -51,7 +51,7 @@ export interface LiveComponent {
 }
 
 /** The WASI preview1 adapter: it exports preview1 functions and imports WASI 0.2 interfaces. */
-function isPreview1Adapter(ctx: ModuleContext): boolean {
+export function isPreview1Adapter(ctx: ModuleContext): boolean {
   return ctx.exports.some((e) => e.kind === 'func' && /^(fd_write|environ_get|proc_exit|clock_time_get)$/.test(e.name))
     && ctx.imports.some((i) => i.module.startsWith('wasi:'));
 }

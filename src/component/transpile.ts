@@ -79,7 +79,8 @@ export async function transpile(component: Uint8Array): Promise<Transpiled> {
 
 /** Loads the glue as an ES module, from memory (a data: URL works in Node, Deno, Bun and browsers). */
 export async function loadGlue(js: string): Promise<{ instantiate: GlueInstantiate }> {
-  const bytes = new TextEncoder().encode(js);
+  // A short name in stack traces instead of the whole data: URL.
+  const bytes = new TextEncoder().encode(`${js}\n//# sourceURL=wiz-component-glue.js\n`);
   let binary = '';
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return (await import(/* @vite-ignore */ `data:text/javascript;base64,${btoa(binary)}`)) as { instantiate: GlueInstantiate };
