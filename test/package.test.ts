@@ -22,7 +22,7 @@ function node24(): string {
 /** What the checkout's `npm pack` would pack (its "files", and what its build needs), so the shared tree's dist is left alone. */
 function copyProject(to: string): void {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
-  for (const entry of [...pkg.files.filter((f) => f !== 'dist'), 'package.json', 'tsconfig.json', 'tsconfig.build.json', join('scripts', 'build-browser.ts')]) {
+  for (const entry of [...pkg.files.filter((f) => f !== 'dist' && !f.startsWith('!')), 'package.json', 'tsconfig.json', 'tsconfig.build.json', join('scripts', 'build-browser.ts'), join('scripts', 'build-cli.ts')]) {
     cpSync(join(root, entry), join(to, entry), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(to, 'node_modules'));
@@ -87,6 +87,8 @@ beforeAll(async () => {
     "import wizer from '@bytecodealliance/wizer';",
     'export { wizer };',
     "export const build = (args) => spawnSync(wizer, args, { stdio: ['inherit', 'inherit', 'pipe'], shell: true, encoding: 'utf-8' });",
+    // As ComponentizeJS and js-compute spawn it: with an environment of their own, without PATH.
+    "export const buildWithoutPath = (args) => spawnSync(wizer, args, { stdio: ['inherit', 'inherit', 'pipe'], env: {}, encoding: 'utf-8' });",
     '',
   ].join('\n'));
   must('npm', ['pack', '--pack-destination', base], { cwd: tool });
@@ -156,6 +158,17 @@ describe('the package installed from its tarball into a fresh project', () => {
     expect(bytes(join(app, 'entry.wasm'))).toEqual(wizInit(bytes(input), ['-r', 'answer=get']).output);
   }, 5 * MINUTES);
 
+  it('the path it exports runs wiz on the Node that imported it, also when spawned without PATH', () => {
+    writeFileSync(join(app, 'bare.mjs'), [
+      "import { buildWithoutPath } from 'wasm-build-tool';",
+      `const r = buildWithoutPath(['-r', 'answer=get', '-o', 'bare.wasm', ${JSON.stringify(input)}]);`,
+      'process.stdout.write(JSON.stringify({ status: r.status, stderr: r.stderr, error: r.error?.message }));',
+    ].join('\n'));
+    const out = JSON.parse(must('node', ['bare.mjs'])) as { status: number; stderr: string };
+    expect(out).toMatchObject({ status: 0, stderr: '' });
+    expect(bytes(join(app, 'bare.wasm'))).toEqual(wizInit(bytes(input), ['-r', 'answer=get']).output);
+  }, 5 * MINUTES);
+
   it('the library: import { preinitialize } from \'wiz\'', () => {
     writeFileSync(join(app, 'library.mjs'), [
       "import { readFileSync, writeFileSync } from 'node:fs';",
@@ -221,9 +234,9 @@ describe('-q and the config file, through the installed CLI', () => {
   }, 5 * MINUTES);
 
   it('an unknown key, a wrong type, or a file that is not JSON: one line, exit 2', () => {
-    const unknown = folder('unknown', { 'wiz.config.json': { quiet: true, cache: 'yes' } });
+    const unknown = folder('unknown', { 'wiz.config.json': { quiet: true, cached: 'yes' } });
     expect(wizer([input, '-o', 'x.wasm'], unknown)).toEqual({
-      status: 2, stdout: '', stderr: `wiz: ${join(base, 'unknown', 'wiz.config.json')}: unknown key "cache" (known: quiet, deterministic)\n`,
+      status: 2, stdout: '', stderr: `wiz: ${join(base, 'unknown', 'wiz.config.json')}: unknown key "cached" (known: quiet, deterministic, cache)\n`,
     });
     const typed = folder('typed', { 'package.json': { name: 'x', wiz: { quiet: 'yes' } } });
     expect(sh(installed('.bin', 'wiz'), ['init', input, '-o', 'x.wasm'], { cwd: typed })).toMatchObject({
