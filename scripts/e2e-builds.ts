@@ -304,17 +304,11 @@ async function componentizeJs(pack: { tarball: string; version: string } | undef
   const nativeName = `componentize-js: build, native Wizer${project ? ` ${project.nativeVersion}` : ''}`;
   const native = await step(`${nativeName}, cold cache`, [project], () => build('native.wasm', 'env: { XDG_CACHE_HOME: <empty folder> }', cache));
   const warm = await step(`${nativeName}, warm cache`, [project], () => build('native-warm.wasm', 'env: { XDG_CACHE_HOME: <the same folder> }', cache));
-  await step('componentize-js: node_modules/.bin/wizer is wiz', [project], async () => {
-    // The README's `--wizer-bin node_modules/.bin/wizer`: npm links one bin of each name, and the native package has one.
-    const link = join(dir, 'node_modules', '.bin', 'wizer');
-    const owner = packageOf(link);
-    const target = relative(dir, realpathSync(link));
-    if (owner.name !== 'wiz') throw new Error(`it links to ${target}, of ${owner.name} ${owner.version}: ComponentizeJS's own dependency has a "wizer" bin too, and npm linked that one, so wizerBin: node_modules/.bin/wizer runs the native Wizer`);
-    return { value: true, summary: `it links to ${target}` };
-  });
-  const wizBin = join(dir, 'node_modules', 'wiz', 'bin', 'wizer.js');
-  const documented = await step('componentize-js: build, wizerBin: node_modules/wiz/bin/wizer.js', [project], () => build('wiz.wasm', 'wizerBin', ['--wizer-bin', wizBin], true));
-  const withPath = await step('componentize-js: build, that wizerBin + env: { PATH }', [project], () => build('wiz-path.wasm', 'wizerBin, env: { PATH } (ComponentizeJS spawns Wizer with no PATH otherwise)', ['--wizer-bin', wizBin, '--env', 'PATH'], true));
+  // The README's way: wizerBin is the path wiz exports (a launcher pinned to the Node that imported it).
+  const exported = project && (await run(NODE, ['--input-type=module', '-e', "process.stdout.write((await import('wiz')).default)"], { cwd: dir, env }));
+  const wizBin = exported?.status === 0 ? exported.stdout : join(dir, 'node_modules', 'wiz', 'bin', 'wizer.js');
+  const documented = await step('componentize-js: build, wizerBin: the path wiz exports', [project], () => build('wiz.wasm', 'wizerBin: (await import(\'wiz\')).default', ['--wizer-bin', wizBin], true));
+  const withPath = documented ? undefined : await step('componentize-js: build, that wizerBin + env: { PATH }', [project], () => build('wiz-path.wasm', 'wizerBin, env: { PATH } (ComponentizeJS spawns Wizer with no PATH otherwise)', ['--wizer-bin', wizBin, '--env', 'PATH'], true));
 
   /** Transpiles a component with jco and calls it from Node. */
   const call = async (built: Component): Promise<Outcome<string>> => {
@@ -451,7 +445,7 @@ async function fastly(pack: { tarball: string; version: string } | undefined): P
     const o = await build(wizDir, 'bin/main.wasm');
     return { ...o, summary: `${o.summary}; ${await wizProof(o.value)}${compare(o.value, native, warm, 'output')}` };
   });
-  const withPath = await step('js-compute: build with wiz, --env PATH', [wizProject], async () => {
+  const withPath = documented ? undefined : await step('js-compute: build with wiz, --env PATH', [wizProject], async () => {
     // js-compute spawns Wizer through /bin/sh with only the variables named by --env: no PATH.
     const o = await build(wizDir, 'bin/main-path.wasm', ['--env', 'PATH']);
     return { ...o, summary: `${o.summary}; ${await wizProof(o.value)}${compare(o.value, native, warm, 'output')}` };
