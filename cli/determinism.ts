@@ -1,5 +1,6 @@
 // `wiz init --check-determinism`: init twice, the second time with other host inputs, and refuse to write a
 // snapshot whose state depends on them (the classic case: a PRNG seed from random_get baked into every instance).
+import { isComponent, parseComponent } from '../src/component/binary.ts';
 import { diffModules } from '../src/diff/diff.ts';
 import { parseModule } from '../src/parse/module.ts';
 import { concat } from '../src/parse/writer.ts';
@@ -26,7 +27,7 @@ export async function initChecked(job: InitJob, run: RunInit): Promise<Ran | und
   const read = new Set<string>();
   // Which host inputs init read: the host says so in its warnings (never with --deterministic).
   const notice = (line: string) => {
-    const name = /\((random_get|clock_time_get|clock_res_get)\)/.exec(line)?.[1];
+    const name = /\((random_get|clock_time_get|clock_res_get|wasi:(?:random|clocks)\/[^)]+)\)/.exec(line)?.[1];
     if (name) read.add(name);
   };
   const second: InitJob = {
@@ -44,15 +45,15 @@ export async function initChecked(job: InitJob, run: RunInit): Promise<Ran | und
     // The second run's warnings repeat the first's: noted, not printed.
     run(second, { warn: notice, print: direct.print }),
   ]);
-  const diff = diffModules(concat(first.parts), concat(other.parts));
-  if (diff.same) return first;
+  const differences = isComponent(job.input) ? componentDiff(concat(first.parts), concat(other.parts)) : moduleDiff(concat(first.parts), concat(other.parts));
+  if (!differences) return first;
 
   const how = job.host.deterministic
     ? 'a second run with the same --deterministic inputs'
     : 'a second run, with fresh random bytes and the clock one day later,';
   const lines = [
     `init is not deterministic: ${how} left a different state; nothing written`,
-    ...formatDiff(diff).map((line) => `  ${line}`),
+    ...differences.map((line) => `  ${line}`),
     `  ${hostInputs(job, read)}`,
   ];
   process.stderr.write(lines.map((line) => `wiz: ${line}\n`).join(''));
@@ -60,12 +61,31 @@ export async function initChecked(job: InitJob, run: RunInit): Promise<Ran | und
   return undefined;
 }
 
+/** The differences of two snapshots of a module, as lines, or undefined when their states agree. */
+function moduleDiff(a: Uint8Array, b: Uint8Array): string[] | undefined {
+  const diff = diffModules(a, b);
+  return diff.same ? undefined : formatDiff(diff);
+}
+
+/** The same for two snapshots of a component, module by module. */
+function componentDiff(a: Uint8Array, b: Uint8Array): string[] | undefined {
+  const [x, y] = [parseComponent(a).modules, parseComponent(b).modules];
+  const lines = x.flatMap((m, i) => {
+    const d = moduleDiff(m.bytes, y[i]!.bytes);
+    return d ? [`core module ${m.ordinal}:`, ...d.map((line) => `  ${line}`)] : [];
+  });
+  if (lines.length === 0 && !a.every((byte, i) => byte === b[i])) return ['the components differ outside their core modules'];
+  return lines.length ? lines : undefined;
+}
+
 function hostInputs(job: InitJob, read: ReadonlySet<string>): string {
   const kinds = [
     read.has('random_get') && 'random bytes (random_get)',
     ...['clock_time_get', 'clock_res_get'].filter((n) => read.has(n)).map((n) => `a clock (${n})`),
+    ...[...read].filter((n) => n.startsWith('wasi:')).map((n) => `${n.startsWith('wasi:random') ? 'random bytes' : 'a clock'} (${n})`),
   ].filter(Boolean);
   if (kinds.length) return `init read ${kinds.join(' and ')}`;
+  if (isComponent(job.input)) return 'init read no random bytes and no clock: the difference comes from another input (files, environment, timing)';
   const imported = parseModule(job.input).imports
     .filter((i) => i.kind === 'func' && i.module === 'wasi_snapshot_preview1' && HOST_INPUTS.includes(i.name))
     .map((i) => i.name);

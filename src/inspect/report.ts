@@ -1,5 +1,6 @@
 // The size report of a snapshot: measured on the input and output modules alone, so it reports what the
 // segment builder did, not what it was meant to do.
+import { isComponent, parseComponent } from '../component/binary.ts';
 import { parseModule, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import type { ModuleContext } from '../parse/types.ts';
@@ -98,9 +99,23 @@ function readSleb(r: BinaryReader): bigint {
  * exactly the runs the segment builder found in memory.
  */
 export function sizeReport(input: Uint8Array, output: Uint8Array): SizeReport {
-  const before = parseModule(input);
-  const after = parseModule(output);
   const snapshot = { segments: 0, bytes: 0, nonZeroBytes: 0, runs: 0, entryBytes: 0, entryBytesOnePerRun: 0 };
+  // A component: the sums over its core modules.
+  const befores = modulesOf(input);
+  const afters = modulesOf(output);
+  for (const after of afters) countSnapshot(after, snapshot);
+  return { inputSize: input.length, outputSize: output.length, dataBefore: sum(befores.map(summarize)), dataAfter: sum(afters.map(summarize)), snapshot };
+}
+
+function modulesOf(bytes: Uint8Array): ModuleContext[] {
+  return isComponent(bytes) ? parseComponent(bytes).modules.map((m) => parseModule(m.bytes)) : [parseModule(bytes)];
+}
+
+function sum(summaries: DataSummary[]): DataSummary {
+  return summaries.reduce((a, b) => ({ segments: a.segments + b.segments, bytes: a.bytes + b.bytes, sectionSize: a.sectionSize + b.sectionSize }), { segments: 0, bytes: 0, sectionSize: 0 });
+}
+
+function countSnapshot(after: ModuleContext, snapshot: SizeReport['snapshot']): void {
   for (const s of after.dataSegments) {
     if (s.mode !== 'active') continue;
     const seg = payloadOf(after, s.start, s.end);
@@ -116,5 +131,4 @@ export function sizeReport(input: Uint8Array, output: Uint8Array): SizeReport {
       snapshot.entryBytesOnePerRun += header + 1 + slebSize(offset) + 1 + ulebSize(end - start) + (end - start);
     });
   }
-  return { inputSize: input.length, outputSize: output.length, dataBefore: summarize(before), dataAfter: summarize(after), snapshot };
 }
