@@ -95,6 +95,18 @@ describe.skipIf(!cToolchain)('a C reactor component (wasi-libc, the preview1 ada
     expect(r.output).toBeUndefined();
   }, 300_000);
 
+  it('--check-determinism compares the core modules\' states: it fails on the clock init read, passes with --deterministic', () => {
+    const flags = ['--allow-wasi', '--mapdir', `/config::${configDir}`, '--inherit-stdio=false', '--check-determinism'];
+    const r = wizInit(readFileSync(app), flags);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('wiz: init is not deterministic');
+    expect(r.stderr).toMatch(/wiz: {3}core module 0:\n/);
+    expect(r.stderr).toContain('init read a clock (wasi:clocks/wall-clock now)');
+    expect(r.output).toBeUndefined();
+    const ok = wizInit(readFileSync(app), [...flags, '--deterministic']);
+    expect(ok.status, ok.stderr).toBe(0);
+  }, 300_000);
+
   it('--keep-instrumentation, then wiz snapshot runs the component on and saves it again', () => {
     const gen0 = wizInit(readFileSync(app), [...args(), '--keep-instrumentation', '--keep-init-func'], { env });
     expect(gen0.status, gen0.stderr).toBe(0);
@@ -160,6 +172,23 @@ describe('component shapes, written as WAT', () => {
     expect(again.stderr).toMatch(/carries no instrumentation/);
     expect(existsSync(join(dir, 'gen2.wasm'))).toBe(false);
   }, 180_000);
+
+  it('wiz inspect shows the exports and each core module; -v sums the modules\' data', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.wasm'), await componentWat(shapes.SHARED_MEMORY));
+    const init = wiz(['init', join(dir, 'in.wasm'), '-o', join(dir, 'out.wasm'), '-v']);
+    expect(init.status, init.stderr).toBe(0);
+    expect(init.stderr).toMatch(/^wiz: data {7}1 segment, 1 bytes -> 4 segments, /m);
+    const r = wiz(['inspect', join(dir, 'out.wasm')]);
+    expect(r.status, r.stderr).toBe(0);
+    const text = r.stdout.toString();
+    expect(text).toMatch(/^.*out\.wasm: a component, [\d,]+ bytes, 3 core modules\n/);
+    // The init export is gone: the others follow.
+    expect(text).toContain('exports       count (func), seed (func), at-64 (func), at-128 (func), at-70000 (func)\n');
+    expect(text).toMatch(/core module 0: state snapshotted by wiz init\n[^]*0: 2 pages \(no max\)/);
+    const json = JSON.parse(wiz(['inspect', join(dir, 'out.wasm'), '--json']).stdout.toString()) as { modules: { role: string }[] };
+    expect(json.modules.map((m) => m.role)).toEqual(['snapshot', 'snapshot', 'snapshot']);
+  }, 120_000);
 
   const refusals: [string, () => Promise<Uint8Array> | Uint8Array, string[], RegExp][] = [
     ['a module instantiated twice', () => componentWat(shapes.TWICE), [], /^wiz: core module 0 is instantiated more than once: one module section cannot hold the state of two instances/],
