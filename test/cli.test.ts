@@ -30,9 +30,9 @@ const bad: BadCase[] = [
     message: /invalid module: Compiling function #0 failed: .*i32\.add/,
   },
   {
-    name: 'a component',
+    name: 'a component without the init function (components are pre-initialized: test/component.test.ts)',
     input: () => new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]),
-    message: /this is a WebAssembly component; wiz pre-initializes core modules/,
+    message: /the component does not export the init function "wizer-initialize" \(it exports no functions or interfaces\)/,
   },
   {
     name: 'an export already named __wizer_*',
