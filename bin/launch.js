@@ -56,7 +56,7 @@ export function launch(command) {
     process.exit(70);
   };
   if (entry.endsWith('.ts')) {
-    import(builtin('node:url').pathToFileURL(entry).href).then(function (m) { return m[command](process.argv.slice(2)); }, fail);
+    finishes(import(builtin('node:url').pathToFileURL(entry).href).then(function (m) { return m[command](process.argv.slice(2)); }, fail));
     return;
   }
   // Node keeps the compiled bundle in its code cache (in the temporary directory) for the next run; other
@@ -69,5 +69,20 @@ export function launch(command) {
   } catch (e) {
     fail(e);
   }
-  m[command](process.argv.slice(2));
+  finishes(m[command](process.argv.slice(2)));
+}
+
+/**
+ * Node ends a process whose event loop has drained even while a promise is pending (an engine task it does not
+ * count, such as an eager WebAssembly compile): that would be exit code 0 with nothing done. Say so instead.
+ */
+function finishes(promise) {
+  var done = false;
+  var mark = function () { done = true; };
+  Promise.resolve(promise).then(mark, mark);
+  process.on('exit', function (code) {
+    if (done || code !== 0) return;
+    process.stderr.write('wiz: internal error: the process ended before the command finished (please report this)\n');
+    process.exitCode = 70;
+  });
 }

@@ -1,5 +1,5 @@
 // The command line: bad inputs give one line on stderr, a non-zero exit and no output file.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -305,6 +305,14 @@ describe('the launcher', () => {
     expect(launch()).toBe('from the build\n');
     utimesSync(join(dir, 'dist', 'cli', 'wiz.cjs'), new Date(0), new Date(0)); // stale: an edit came later
     expect(launch()).toBe(`${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}\n`);
+  });
+
+  it('a command whose work never settles ends with one line and exit code 70, not a silent 0', () => {
+    const dir = copyWithMarkedBuild(undefined, true);
+    // Node leaves when nothing keeps its event loop running, even with the command's promise pending.
+    writeFileSync(join(dir, 'dist', 'cli', 'wiz.cjs'), 'exports.main = () => new Promise(() => {});\n');
+    const r = spawnSync(process.execPath, [join(dir, 'bin', 'wiz.js'), 'init', 'x.wasm'], { encoding: 'utf8' });
+    expect([r.status, r.stdout, r.stderr]).toEqual([70, '', 'wiz: internal error: the process ended before the command finished (please report this)\n']);
   });
 
   it('an installed package runs its build whatever the file times (not a checkout, or below node_modules)', () => {
