@@ -8,15 +8,24 @@ import { join } from 'node:path';
 
 export interface EngineRun { ms: number; rssMB: number | undefined; size: number; ok: boolean }
 
+/** The native Wizer 10.0.0 that componentize-js pins (it keeps Wasmtime's code cache in ~/.cache/wasmtime). */
+export function wizer10(root: string): string | undefined {
+  const path = join(root, 'node_modules', '@bytecodealliance', 'wizer', 'node_modules', '@bytecodealliance', 'wizer-linux-x64', 'wizer');
+  return existsSync(path) ? path : undefined;
+}
+
 const PACKAGE = '@bytecodealliance/componentize-js@0.23.0';
+const PREVIEW2_SHIM = '@bytecodealliance/preview2-shim@0.17.9';
 
 /** Runs componentize() `pairs` times with each tool (A B A B after a warm-up); undefined when it cannot. */
-export async function benchEngine(root: string, pairs: number, log: (line: string) => void): Promise<{ wiz: EngineRun[]; native: EngineRun[]; inputSize: number } | undefined> {
+export async function benchEngine(root: string, pairs: number, log: (line: string) => void): Promise<{ wiz: EngineRun[]; native: EngineRun[]; native10: EngineRun[]; inputSize: number } | undefined> {
   const dir = join(root, '.bench', 'engine');
   mkdirSync(dir, { recursive: true });
+  // Its own install: componentize-js imports preview2-shim without declaring it and needs the 0.17 line, older
+  // than the one wiz's component support pins.
   const pkg = join(dir, 'node_modules', '@bytecodealliance', 'componentize-js');
   if (!existsSync(pkg)) {
-    const r = spawnSync('npm', ['install', '--prefix', dir, '--no-save', '--no-audit', '--no-fund', PACKAGE], { encoding: 'utf8' });
+    const r = spawnSync('npm', ['install', '--prefix', dir, '--no-save', '--no-audit', '--no-fund', PACKAGE, PREVIEW2_SHIM], { encoding: 'utf8' });
     if (r.status !== 0) {
       log(`skipping the componentize-js engine: npm could not install ${PACKAGE}`);
       return undefined;
@@ -25,9 +34,11 @@ export async function benchEngine(root: string, pairs: number, log: (line: strin
   writeFileSync(join(dir, 'hello.js'), 'export function hello() { return "hi"; }\n');
   writeFileSync(join(dir, 'hello.wit'), 'package local:hello;\n\nworld hello {\n  export hello: func() -> string;\n}\n');
   const time = existsSync('/usr/bin/time') ? ['/usr/bin/time', '-f', '%M', '-o', join(dir, 'rss.txt')] : [];
-  const wrappers = {
+  const native10 = wizer10(root);
+  const wrappers: Record<string, string[]> = {
     native: [join(root, 'node_modules', '@bytecodealliance', 'wizer-linux-x64', 'wizer')],
     wiz: [process.execPath, join(root, 'bin', 'wiz.js'), 'init'],
+    ...(native10 && { native10: [native10] }),
   };
   for (const [name, command] of Object.entries(wrappers)) {
     // componentize-js runs `wizerBin ARGS… < stdin`; the wrapper times the tool alone and keeps what it made.
@@ -46,7 +57,7 @@ exit $rc
   const { componentize } = (await import(join(pkg, 'src', 'componentize.js'))) as {
     componentize: (o: Record<string, unknown>) => Promise<{ component: Uint8Array }>;
   };
-  const once = async (tool: 'native' | 'wiz'): Promise<EngineRun> => {
+  const once = async (tool: 'native' | 'wiz' | 'native10'): Promise<EngineRun> => {
     for (const f of ['ms.txt', 'rss.txt', 'size.txt']) rmSync(join(dir, f), { force: true });
     let ok = true;
     try {
@@ -59,12 +70,15 @@ exit $rc
     const rss = read('rss.txt');
     return { ms: read('ms.txt'), rssMB: Number.isFinite(rss) ? rss / 1024 : undefined, size: read('size.txt'), ok };
   };
+  // The warm-up also fills wiz's and Wizer 10's code caches: every build after a project's first has them.
   await once('wiz');
   await once('native');
-  const runs = { wiz: [] as EngineRun[], native: [] as EngineRun[] };
+  if (native10) await once('native10');
+  const runs = { wiz: [] as EngineRun[], native: [] as EngineRun[], native10: [] as EngineRun[] };
   for (let i = 0; i < pairs; i++) {
     runs.wiz.push(await once('wiz'));
     runs.native.push(await once('native'));
+    if (native10) runs.native10.push(await once('native10'));
   }
   return { ...runs, inputSize: existsSync(join(dir, 'input.wasm')) ? readFileSync(join(dir, 'input.wasm')).length : 0 };
 }
