@@ -5,6 +5,8 @@ import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/p
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
+import { codeContextKept } from './snapshot/code-context.ts';
+import { parseModule } from './parse/module.ts';
 import { instanceReader, tableBaseline, takeSnapshot, type StateReader, type TableBaseline } from './snapshot/state.ts';
 
 export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOptions, 'provenance'> {
@@ -127,9 +129,14 @@ export async function writeSnapshot(
   // Never write an invalid module. Validating its skeleton (the segments' bytes left out) is equivalent and
   // does not copy hundreds of MB of memory into the engine once more.
   try {
-    // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
-    const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
-    if (!WebAssembly.validate(skeleton)) await WebAssembly.compile(skeleton);
+    // When nothing the code refers to changed, the code (copied byte for byte) is valid as it was: a skeleton with
+    // stubs for code checks the rest. Otherwise the whole skeleton, code included.
+    const stub = reparsed ? undefined : rewrite(context, state, { ...rewriteOptions, skeleton: true, stubCode: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
+    if (!(stub && WebAssembly.validate(stub) && codeContextKept(context, parseModule(stub)))) {
+      // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
+      const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
+      if (!WebAssembly.validate(skeleton)) await WebAssembly.compile(skeleton);
+    }
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it
     // refers to indices past its own) fails here, and is reported as what it is.

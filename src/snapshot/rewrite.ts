@@ -1,6 +1,6 @@
 import { WizError, type WarningHandler } from '../errors.ts';
 import { assemble } from '../parse/assemble.ts';
-import { SectionId, skipConstExpr } from '../parse/module.ts';
+import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
@@ -32,6 +32,11 @@ export interface RewriteOptions {
    * full one does (bytes cannot make a module invalid), at a fraction of the cost for big memories.
    */
   skeleton?: boolean;
+  /**
+   * Replace every function body with `unreachable` (with `skeleton`: a module that checks every section but the
+   * code, for a snapshot whose code is known to be valid; see code-context.ts).
+   */
+  stubCode?: boolean;
   /** Custom sections written at the end, replacing any input section of the same name. */
   customSections?: readonly { name: string; bytes: Uint8Array }[];
   /** Custom sections of the input to leave out. */
@@ -73,6 +78,11 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
   if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
+  if (options.stubCode && findSection(ctx, SectionId.code)) {
+    const code = new BinaryWriter().u32(ctx.functionTypes.length);
+    for (let f = 0; f < ctx.functionTypes.length; f++) code.u32(3).byte(0x00).byte(0x00).byte(0x0b); // no locals; unreachable; end
+    edits.set(SectionId.code, code);
+  }
   const custom = options.customSections ?? [];
   const out = assemble(ctx, edits, new Set([...custom.map((c) => c.name), ...(options.dropCustomSections ?? [])]));
   for (const c of custom) out.section(SectionId.custom, new BinaryWriter().name(c.name).raw(c.bytes));

@@ -1,0 +1,47 @@
+// When the snapshot's code need not be validated again: everything it refers to is as in the input.
+import { describe, expect, it } from 'vitest';
+import { parseModule } from '../src/parse/module.ts';
+import { preinitialize } from '../src/preinitialize.ts';
+import { codeContextKept, declaredFunctions } from '../src/snapshot/code-context.ts';
+import { wat } from './helpers/wat.ts';
+
+describe('codeContextKept', () => {
+  it('holds for a snapshot of a module with a table, globals, memory and data: only values changed', async () => {
+    const input = await wat(`(module
+      (type $t (func (result i32)))
+      (table 2 funcref) (elem (i32.const 0) $a $b)
+      (memory 1) (global $g (mut i32) (i32.const 0))
+      (func $a (result i32) (i32.const 1)) (func $b (result i32) (call_indirect (type $t) (i32.const 0)))
+      (func (export "wizer-initialize") (global.set $g (i32.const 5)) (i32.store (i32.const 8) (i32.const 9)))
+      (func (export "get") (result i32) (global.get $g)))`);
+    const output = await preinitialize(input);
+    expect(codeContextKept(parseModule(input), parseModule(output))).toBe(true);
+  });
+
+  it('fails when a function the code takes a reference to is no longer declared (its only declaration was the removed init export)', async () => {
+    const input = await wat(`(module
+      (func $init (export "wizer-initialize"))
+      (func (export "ref") (result funcref) (ref.func $init)))`);
+    const ctx = parseModule(input);
+    expect(declaredFunctions(ctx)).toEqual(new Set([0, 1]));
+    const without = await wat(`(module
+      (func $init)
+      (func (export "ref") (result funcref) (ref.null func)))`);
+    expect(codeContextKept(ctx, parseModule(without))).toBe(false);
+    // wiz writes nothing invalid for it: the full validation says why.
+    await expect(preinitialize(input)).rejects.toThrow(/the snapshot came out invalid/);
+  });
+
+  it('fails when a global, table or memory changes type, or the data count shrinks', async () => {
+    const base = await wat(`(module (memory 1) (table 1 funcref) (global (mut i32) (i32.const 0)) (data "x") (func (data.drop 0)))`);
+    for (const other of [
+      `(module (memory 1) (table 1 funcref) (global (mut i64) (i64.const 0)) (data "x") (func (data.drop 0)))`,
+      `(module (memory 1) (table 1 externref) (global (mut i32) (i32.const 0)) (data "x") (func (data.drop 0)))`,
+      `(module (memory i64 1) (table 1 funcref) (global (mut i32) (i32.const 0)) (data "x") (func (data.drop 0)))`,
+      `(module (memory 1) (table 1 funcref) (global (mut i32) (i32.const 0)) (func))`,
+    ]) {
+      expect(codeContextKept(parseModule(base), parseModule(await wat(other)))).toBe(false);
+    }
+    expect(codeContextKept(parseModule(base), parseModule(base))).toBe(true);
+  });
+});
