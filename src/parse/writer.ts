@@ -1,10 +1,17 @@
 /**
  * Writes the WebAssembly binary encoding as a list of chunks: views of the input are appended without
- * copying, small values go to a scratch buffer, and `finish()` concatenates once.
+ * copying, small values go to an arena (a buffer whose written runs become chunks as views, never copied or
+ * reused), and `finish()` concatenates once. A snapshot writes thousands of small headers between views of
+ * memory: one arena for them all, not an array and a copy per header.
  */
+const EMPTY = new Uint8Array(0);
+
 export class BinaryWriter {
   private chunks: Uint8Array[] = [];
-  private scratch: number[] = [];
+  private arena: Uint8Array = EMPTY;
+  /** The arena's bytes not yet in `chunks`: [start, used). */
+  private start = 0;
+  private used = 0;
   private size = 0;
 
   /** Bytes written so far. */
@@ -13,15 +20,26 @@ export class BinaryWriter {
   }
 
   private flush(): void {
-    if (this.scratch.length > 0) {
-      this.chunks.push(Uint8Array.from(this.scratch));
-      this.scratch = [];
+    if (this.used > this.start) {
+      this.chunks.push(this.arena.subarray(this.start, this.used));
+      this.start = this.used;
     }
+  }
+
+  /** A new arena, twice as big as the last (from 64 bytes to 64 KiB), with the bytes not yet flushed moved in. */
+  private grow(): void {
+    const pending = this.arena.subarray(this.start, this.used);
+    const next = new Uint8Array(Math.max(Math.min(this.arena.length * 2, 1 << 16), 64, pending.length * 2));
+    next.set(pending);
+    this.arena = next;
+    this.start = 0;
+    this.used = pending.length;
   }
 
   /** One byte. */
   byte(b: number): this {
-    this.scratch.push(b & 0xff);
+    if (this.used === this.arena.length) this.grow();
+    this.arena[this.used++] = b;
     this.size++;
     return this;
   }
@@ -80,7 +98,7 @@ export class BinaryWriter {
     return this.append(part);
   }
 
-  /** Appends everything another writer holds. */
+  /** Appends everything another writer holds (which may go on writing: its arena's written runs are never reused). */
   append(part: BinaryWriter): this {
     part.flush();
     this.flush();
