@@ -138,14 +138,16 @@ for (const c of corpus) {
   // Warm-ups: the file cache, wiz's compile cache, Wizer 10's code cache.
   timeOnce(WIZ, c.path, outWiz, c.args);
   timeOnce([WIZER], c.path, outRef, c.args);
-  if (WIZER10) timeOnce([WIZER10], c.path, outRef10, c.args);
+  // Wizer 10's default init function is the older `wizer.initialize`: name the one the module exports.
+  const args10 = c.args.some((a) => a === '-f' || a.startsWith('--init-func')) ? c.args : ['-f', 'wizer-initialize', ...c.args];
+  if (WIZER10) timeOnce([WIZER10], c.path, outRef10, args10);
   const wiz: Run[] = [];
   const ref: Run[] = [];
   const ref10: Run[] = [];
   for (let i = 0; i < pairs; i++) {
     wiz.push(timeOnce(WIZ, c.path, outWiz, c.args));
     ref.push(timeOnce([WIZER], c.path, outRef, c.args));
-    if (WIZER10) ref10.push(timeOnce([WIZER10], c.path, outRef10, c.args));
+    if (WIZER10) ref10.push(timeOnce([WIZER10], c.path, outRef10, args10));
   }
   const floorOf = (mode: string) => {
     const times: number[] = [];
@@ -163,7 +165,7 @@ for (const c of corpus) {
     native10Ms: ref10.length ? Math.round(median(ref10.map((r) => r.ms))) : NaN,
     wizRssMB: wiz[0]!.rssMB && Math.round(median(wiz.map((r) => r.rssMB!))),
     nativeRssMB: ref[0]!.rssMB && Math.round(median(ref.map((r) => r.rssMB!))),
-    wizOut: wiz[0]!.size, nativeOut: ref[0]!.size, ok: wiz.every((r) => r.ok) && ref.every((r) => r.ok),
+    wizOut: wiz[0]!.size, nativeOut: ref[0]!.size, ok: wiz.every((r) => r.ok) && ref.every((r) => r.ok) && ref10.every((r) => r.ok),
   };
   rows.push({ ...row, ratio: +(row.wizMs / row.nativeMs).toFixed(2) });
   if (!row.ok) console.error(`  failed: ${c.name}`);
