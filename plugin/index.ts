@@ -2,12 +2,12 @@
 // and Rspack (through unplugin). An import is resolved to the pre-initialized file, written where the bundler can
 // read it, so that the bundler's own Wasm handling (Vite's ?init and ?url, esbuild's file loader, webpack's and
 // Rspack's async WebAssembly, Rollup's wasm plugin) emits it as it would have emitted the original.
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, isAbsolute, join, matchesGlob, relative, resolve, sep } from 'node:path';
 import { createUnplugin, type UnpluginBuildContext, type UnpluginContext, type UnpluginInstance, type UnpluginOptions } from 'unplugin';
-import { defaultCacheDir, initModule, type InitModuleOptions } from '../cli/build/index.ts';
+import { defaultCacheDir, initModule, writeAtomically, type InitModuleOptions } from '../cli/build/index.ts';
 
 /** A glob (relative ones are taken from the project root) or a regular expression over the absolute path. */
 export type WizFilterPattern = string | RegExp | readonly (string | RegExp)[];
@@ -177,14 +177,7 @@ function writeIfChanged(file: string, bytes: Uint8Array): void {
     // absent: written below
   }
   mkdirSync(dirname(file), { recursive: true });
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    writeFileSync(temp, bytes);
-    renameSync(temp, file);
-  } catch (e) {
-    rmSync(temp, { force: true });
-    throw e;
-  }
+  writeAtomically(file, bytes);
 }
 
 /** wiz's messages name the command line's flags; here they are options of the plugin. */

@@ -178,11 +178,12 @@ export function store(dir: string, key: string, bytes: Uint8Array, files: FileRe
   mkdirSync(at, { recursive: true });
   const name = sha256(JSON.stringify(files.map((f) => [f.path, f.state]))).slice(0, 32);
   const manifest: Manifest = { format: FORMAT, files, warnings, output: { sha256: sha256(bytes), bytes: bytes.length } };
-  put(join(at, `${name}.wasm`), bytes);
-  put(join(at, `${name}.json`), `${JSON.stringify(manifest, null, 1)}\n`);
+  writeAtomically(join(at, `${name}.wasm`), bytes);
+  writeAtomically(join(at, `${name}.json`), `${JSON.stringify(manifest, null, 1)}\n`);
 }
 
-function put(path: string, data: string | Uint8Array): void {
+/** Writes a file beside its place and renames it there: a reader sees the old file or the whole new one. */
+export function writeAtomically(path: string, data: string | Uint8Array): void {
   const temp = `${path}.${tempSuffix()}.tmp`;
   try {
     writeFileSync(temp, data);

@@ -7,7 +7,7 @@ import type { HostTrace } from '../host.ts';
 import { directOutput, runJob, type Job, type JobOutput } from '../job.ts';
 import { cacheKey, filesRead, lookup, notStorable, store, type CacheStatus, type FileRead, type KeyExtras, type Warning } from './cache.ts';
 
-export { defaultCacheDir, type CacheStatus, type FileRead, type Warning } from './cache.ts';
+export { defaultCacheDir, writeAtomically, type CacheStatus, type FileRead, type Warning } from './cache.ts';
 
 /** What one run of a job gave: its output, its warnings (already printed by whoever ran it), what it saw. */
 export interface Ran {
