@@ -5,11 +5,12 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
-import { buildComponentApp, componentWat } from '../scripts/build-component-fixtures.ts';
+import { spawnSync } from 'node:child_process';
+import { buildComponentApp, buildEngineComponent, componentWat } from '../scripts/build-component-fixtures.ts';
 import { isComponent, parseComponent, preinitializeComponent } from '../src/index.ts';
 import * as shapes from './helpers/component.ts';
 import { runComponent } from './helpers/component.ts';
-import { tempDir, wiz, wizInit } from './helpers/run.ts';
+import { tempDir, wiz, wizInit, WIZ_BIN } from './helpers/run.ts';
 
 const cToolchain = hasCToolchain();
 if (!cToolchain && (process.env.CI === 'true' || process.env.WIZ_REQUIRE_C_FIXTURES)) throw new Error(`C fixtures required but no wasm32-wasi clang: ${C_TOOLCHAIN_HINT}`);
@@ -41,6 +42,13 @@ describe.skipIf(!cToolchain)('a C reactor component (wasi-libc, the preview1 ada
   }, 600_000);
   const args = () => ['--allow-wasi', '--mapdir', `/config::${configDir}`, '--inherit-env', '--deterministic'];
   const env = { PATH: process.env.PATH, GREETING: 'hello' };
+
+  it('an empty environment variable reads as empty (jco\'s glue lowers empty strings through realloc, as the adapter needs)', () => {
+    const ours = wizInit(readFileSync(app), args(), { env: { PATH: process.env.PATH, GREETING: '', OTHER: 'next' } });
+    expect(ours.status, ours.stderr).toBe(0);
+    expect(ours.stdout.toString()).toBe('init: total=321 greeting=\n');
+    expect(runComponent(file(ours.output!), { calls: ['greeting'] }).results.greeting).toEqual({ value: '' });
+  });
 
   it('wiz init reads a file, the environment and the clock once; the snapshot answers as the live component after init', () => {
     const ours = wizInit(readFileSync(app), args(), { env });
@@ -217,4 +225,24 @@ describe('component shapes, written as WAT', () => {
     expect(isComponent(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]))).toBe(false);
     expect(isComponent(await preinitializeComponent(bytes))).toBe(true);
   }, 120_000);
+});
+
+describe.skipIf(!cToolchain)('a componentize-js component (the StarlingMonkey engine)', () => {
+  it('pre-initialized at component level, answers as the component componentize-js builds with the native Wizer', async () => {
+    // componentize-js's own build, recorded: its engine, flags, environment and stdin (cached in .fixtures/engine).
+    const e = await buildEngineComponent();
+    const out = join(tempDir(), 'engine.init.wasm');
+    const mapdir = e.args.find((a) => a.startsWith('--mapdir='))!.slice('--mapdir='.length);
+    const r = spawnSync(process.execPath, [WIZ_BIN, 'init', e.component, '-o', out, '-f', 'init', '--allow-wasi',
+      '--mapdir', `${e.sourcesGuest}::${e.sourcesHost}`, '--mapdir', mapdir, '--inherit-env', '-q'], {
+      env: { PATH: process.env.PATH, ...e.env }, input: e.stdin, encoding: 'utf8', maxBuffer: 1 << 28,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const ours = runComponent(out, { calls: ['hello', 'init'] });
+    const native = runComponent(e.nativeComponent, { calls: ['hello'] });
+    expect(native.results.hello).toEqual({ value: 'hello from StarlingMonkey, 1+4+9' });
+    expect(ours.results.hello).toEqual(native.results.hello);
+    // The init export is gone: the engine's init ran once, at build time.
+    expect(ours.exports).toEqual(['hello']);
+  }, 900_000);
 });

@@ -74,7 +74,19 @@ export async function transpile(component: Uint8Array): Promise<Transpiled> {
     else if (name.endsWith('.js')) js = new TextDecoder().decode(bytes);
   }
   if (js === undefined) throw new WizError('unsupported', 'jco\'s transpiler produced no JavaScript for this component');
-  return { js, files, imports: out.imports, exports: out.exports };
+  return { js: lowerEmptyStringsThroughRealloc(js), files, imports: out.imports, exports: out.exports };
+}
+
+/**
+ * jco's glue lowers an empty string as (1, 0) without calling the callee's realloc. The canonical ABI calls
+ * realloc for every string, and the WASI preview1 adapter relies on it: it lays out the environment (and the
+ * arguments) through realloc, string after string, and an empty value that skipped it loses its terminator, so
+ * `getenv` of an empty variable reads the next variable (`GREETING=` gave "GRPC_...=/etc/..."; componentize-js
+ * passes empty `EXPORTn_ARGS`/`EXPORTn_RET` and its engine could not parse its exports). The glue calls realloc.
+ */
+const EMPTY_STRING_SHORTCUT = 'if (s.length === 0) { return { ptr: 1, len: 0 }; }';
+function lowerEmptyStringsThroughRealloc(js: string): string {
+  return js.replaceAll(EMPTY_STRING_SHORTCUT, 'if (s.length === 0) { return { ptr: realloc(0, 0, 1, 0), len: 0 }; }');
 }
 
 /** Loads the glue as an ES module, from memory (a data: URL works in Node, Deno, Bun and browsers). */
