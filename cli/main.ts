@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
@@ -313,7 +313,7 @@ async function step(command: string, input: string, output: string, job: Job, op
   if (opts.check) {
     fresh = sameAsFile(output, bytes);
     if (!fresh) {
-      process.stderr.write(`wiz: "${output}" is stale: ${fileExists(output) ? 'it differs from what wiz writes now' : 'it does not exist'}\n`);
+      process.stderr.write(`wiz: "${output}" is stale: ${existsSync(output) ? 'it differs from what wiz writes now' : 'it does not exist'}\n`);
       process.exitCode = 1;
     } else if (opts.report) process.stderr.write(`wiz: "${output}" is up to date\n`);
   } else writeOutput(output, done.parts, { flush: false });
@@ -341,20 +341,12 @@ const cacheLine = ({ cache }: BuildStep) => {
 
 function sameAsFile(path: string, bytes: Uint8Array): boolean {
   try {
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(readFileSync(path));
+    // A file of another size differs: no need to read it.
+    return statSync(path).size === bytes.length && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(readFileSync(path));
   } catch {
     return false;
   }
 }
-
-const fileExists = (path: string) => {
-  try {
-    readFileSync(path, { flag: 'r' }).length;
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The output target: a file, or stdout, which must not be a terminal; --check and --json need a file. */
 function outputPath({ output, check, json }: CommonOptions): string {
