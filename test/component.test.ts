@@ -96,6 +96,17 @@ describe.skipIf(!cToolchain)('a C reactor component (wasi-libc, the preview1 ada
     expect(snap.results).toEqual({ inits: { value: 1 }, total: { value: 321 } });
   }, 300_000);
 
+  it('warns when init leaves a file open (its handle means nothing to the host that runs the snapshot); stdio and preopens the adapter keeps are not counted', () => {
+    const open = wizInit(readFileSync(app), args(), { env: { ...env, KEEP_OPEN: '1' } });
+    expect(open.status, open.stderr).toBe(0);
+    expect(open.stderr).toBe('wiz: warning: the init function "wizer-initialize" left a Descriptor of this host open: the snapshot keeps it, but its handle means nothing to the host that runs it; close it before init returns\n');
+    expect(open.output).toBeDefined();
+    // Init printed through the adapter's stdout and opened the file through its preopen: neither is warned about.
+    expect(open.stdout.toString()).toBe('init: total=321 greeting=hello\n');
+    const closed = wizInit(readFileSync(app), args(), { env });
+    expect(closed.stderr).toBe('');
+  }, 300_000);
+
   it('without --allow-wasi, a WASI call during init is one line naming it, exit 1, no output', () => {
     const r = wizInit(readFileSync(app), []);
     expect(r.status).toBe(1);

@@ -5,7 +5,7 @@ import { concat } from '../parse/writer.ts';
 import { DEFAULT_INIT_FUNC } from '../run/initialize.ts';
 import { instanceReader, KEPT_OBJECT, type StateReader } from '../snapshot/state.ts';
 import { parseComponent, type ComponentContext } from './binary.ts';
-import { instantiateComponent, type ComponentRunOptions, type LiveComponent, type LiveModule } from './run.ts';
+import { describeResources, instantiateComponent, type ComponentRunOptions, type LiveComponent, type LiveModule } from './run.ts';
 import { jsName, transpile } from './transpile.ts';
 import { writeComponentRemoving } from './write.ts';
 
@@ -91,6 +91,7 @@ export async function preinitializeComponentParts(bytes: Uint8Array, options: Co
   const live = await instantiateComponent(ctx, { imports: options.imports });
   const what = `the init function "${call.spec}"`;
   live.call(callTarget(live, call, 'the init function'), call.args, what);
+  warnOpenResources(live, what, options.onWarning);
   return snapshotComponentParts(ctx, live, {
     keepInstrumentation: options.keepInstrumentation,
     removeExport: options.keepInitFunc || call.iface ? undefined : call.name,
@@ -137,6 +138,17 @@ export async function snapshotComponentParts(ctx: ComponentContext, live: LiveCo
     throw new WizError('invalid', `the snapshot came out invalid (${why}) (a bug in wiz: please report it with the input component)`);
   });
   return parts;
+}
+
+/**
+ * Warns when the component holds host resources (a file it did not close, a stream, a socket): the snapshot
+ * keeps their handle numbers, which the host that runs it never gave out, so using them fails there.
+ */
+function warnOpenResources(live: LiveComponent, what: string, onWarning: WarningHandler | undefined): void {
+  const open = live.openResources();
+  if (open.length === 0) return;
+  const these = open.length === 1 ? 'its handle means' : 'their handles mean';
+  onWarning?.(`${what} left ${describeResources(open)} of this host open: the snapshot keeps ${open.length === 1 ? 'it' : 'them'}, but ${these} nothing to the host that runs it; close ${open.length === 1 ? 'it' : 'them'} before init returns`, 'host-resources');
 }
 
 /** A module with no state and no start function: its section is kept byte for byte. */
@@ -193,6 +205,7 @@ export async function snapshotComponent(bytes: Uint8Array, options: ComponentSna
     const result = live.call(callTarget(live, call, '--invoke'), call.args, `the export "${call.spec}"`);
     options.onResult?.(result === undefined ? call.spec : `${call.spec} = ${showResult(result)}`);
   }
+  warnOpenResources(live, calls.length ? 'the calls' : 'instantiation', options.onWarning);
   return snapshotComponentParts(ctx, live, { keepInstrumentation: options.keepInstrumentation, onWarning: options.onWarning });
 }
 

@@ -8,7 +8,7 @@ import { BinaryWriter } from '../parse/writer.ts';
 import { compileModule } from '../run/initialize.ts';
 import type { TableBaseline } from '../snapshot/state.ts';
 import type { ComponentContext, CoreModuleSection } from './binary.ts';
-import { loadGlue, transpile, witName, type Transpiled } from './transpile.ts';
+import { CAPTURE_TABLES, loadGlue, transpile, witName, type Transpiled } from './transpile.ts';
 
 /** The export through which wiz runs a snapshotted module's start function itself (never written out). */
 const START_EXPORT = `${WIZER_PREFIX}start`;
@@ -48,7 +48,24 @@ export interface LiveComponent {
   transpiled: Transpiled;
   /** Calls an export, reporting failures as one-line `WizError`s; `what` names it in errors. */
   call(fn: (...args: unknown[]) => unknown, args: readonly unknown[], what: string): unknown;
+  /**
+   * The host resources the component holds now (own handles to objects of this host), by type name: their
+   * handles mean nothing to the host that runs the snapshot. Not counted: the stdio streams, terminals and
+   * preopened directories of the WASI preview1 adapter, whose state is kept as built (it gets them again).
+   */
+  openResources(): string[];
 }
+
+/** Host functions whose results the preview1 adapter keeps for its whole life, by interface. */
+const ADAPTER_KEEPS: Record<string, readonly string[]> = {
+  'wasi:cli/stdin': ['getStdin'],
+  'wasi:cli/stdout': ['getStdout'],
+  'wasi:cli/stderr': ['getStderr'],
+  'wasi:cli/terminal-stdin': ['getTerminalStdin'],
+  'wasi:cli/terminal-stdout': ['getTerminalStdout'],
+  'wasi:cli/terminal-stderr': ['getTerminalStderr'],
+  'wasi:filesystem/preopens': ['getDirectories'],
+};
 
 /** The WASI preview1 adapter: it exports preview1 functions and imports WASI 0.2 interfaces. */
 export function isPreview1Adapter(ctx: ModuleContext): boolean {
@@ -155,6 +172,8 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
   };
 
   const calls: WizError[] = [];
+  const captureTables: Map<unknown, unknown>[] = [];
+  const adapterKept = new WeakSet<object>();
   const instantiateCore = async (module: WebAssembly.Module, imports?: WebAssembly.Imports): Promise<WebAssembly.Instance> => {
     const live = byModule.get(module);
     if (live?.instance) {
@@ -185,9 +204,11 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
   };
 
   const { instantiate } = await loadGlue(transpiled.js);
+  const imports = hostImports(transpiled.imports, options.imports ?? {}, calls, adapterKept);
+  (imports as Record<symbol, unknown>)[CAPTURE_TABLES] = (table: Map<unknown, unknown>) => captureTables.push(table);
   let exports: Record<string, unknown>;
   try {
-    exports = await instantiate(getCoreModule, hostImports(transpiled.imports, options.imports ?? {}, calls), instantiateCore);
+    exports = await instantiate(getCoreModule, imports, instantiateCore);
   } catch (e) {
     throw runFailure('instantiating the component', e, calls);
   }
@@ -195,6 +216,7 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
   // Sections the glue never asked for, or never instantiated, keep their bytes.
   const all = ctx.modules.map((section) => bySection.get(section.ordinal) ?? { section, role: 'unused' as const, baseline: new Map() });
   for (const m of all) if (m.role === 'snapshot' && !m.instance) m.role = 'unused';
+  const hasAdapter = all.some((m) => m.role === 'adapter');
   return {
     exports,
     modules: all,
@@ -209,7 +231,25 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
       if (calls[0]) throw calls[0];
       return result;
     },
+    openResources() {
+      const open: string[] = [];
+      for (const table of captureTables) {
+        for (const held of table.values()) {
+          if (hasAdapter && typeof held === 'object' && held !== null && adapterKept.has(held)) continue;
+          open.push((held as object | null)?.constructor?.name || 'resource');
+        }
+      }
+      return open;
+    },
   };
+}
+
+/** Describes open resources as "a Descriptor" or "2 InputStreams and a Pollable". */
+export function describeResources(names: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+  const parts = [...counts].map(([n, k]) => (k === 1 ? `${/^[aeiou]/i.test(n) ? "an" : "a"} ${n}` : `${k} ${n}s`));
+  return parts.length <= 1 ? parts.join('') : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }
 
 /**
@@ -217,11 +257,13 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
  * the run with one line naming the call. (Functions, not arrow functions: the glue uses resource classes with
  * `instanceof`.)
  */
-function hostImports(names: readonly string[], given: Record<string, unknown>, calls: WizError[]): Record<string, unknown> {
+function hostImports(names: readonly string[], given: Record<string, unknown>, calls: WizError[], adapterKept: WeakSet<object>): Record<string, unknown> {
   const imports: Record<string, unknown> = {};
   for (const name of names) {
-    const provided = given[name] ?? given[name.replace(/@[^/]*$/, '')];
-    imports[name] = provided ?? new Proxy({}, {
+    const unversioned = name.replace(/@[^/]*$/, '');
+    const provided = given[name] ?? given[unversioned];
+    const kept = ADAPTER_KEEPS[unversioned];
+    imports[name] = provided && kept ? markingResults(provided as Record<string, unknown>, kept, adapterKept) : provided ?? new Proxy({}, {
       get(_, prop) {
         if (typeof prop !== 'string') return undefined;
         return function stub() {
@@ -234,6 +276,25 @@ function hostImports(names: readonly string[], given: Record<string, unknown>, c
     });
   }
   return imports;
+}
+
+/** The interface with the functions `names` wrapped: every object they return (or list) goes into `into`. */
+function markingResults(iface: Record<string, unknown>, names: readonly string[], into: WeakSet<object>): Record<string, unknown> {
+  const mark = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(mark);
+    else if (typeof v === 'object' && v !== null) into.add(v);
+  };
+  const wrapped: Record<string, unknown> = { ...iface };
+  for (const name of names) {
+    const fn = iface[name];
+    if (typeof fn !== 'function') continue;
+    wrapped[name] = function (this: unknown, ...args: unknown[]) {
+      const result: unknown = Reflect.apply(fn, this, args);
+      mark(result);
+      return result;
+    };
+  }
+  return wrapped;
 }
 
 /** One line for why a run failed: a call to a missing import, a trap, a thrown error. */

@@ -74,7 +74,18 @@ export async function transpile(component: Uint8Array): Promise<Transpiled> {
     else if (name.endsWith('.js')) js = new TextDecoder().decode(bytes);
   }
   if (js === undefined) throw new WizError('unsupported', 'jco\'s transpiler produced no JavaScript for this component');
-  return { js: lowerEmptyStringsThroughRealloc(js), files, imports: out.imports, exports: out.exports };
+  return { js: exposeCaptureTables(lowerEmptyStringsThroughRealloc(js)), files, imports: out.imports, exports: out.exports };
+}
+
+/**
+ * The imports key under which the glue hands each of its capture tables to wiz: a Map from representation to
+ * the host object for every resource of an imported type the guest holds an own handle to (the glue deletes an
+ * entry when the guest drops the handle). What is left in them after init is what init left open.
+ */
+export const CAPTURE_TABLES = Symbol.for('wiz.captureTables');
+const CAPTURE_TABLE = /const (captureTable\d+)\s*=\s*new Map\(\);/g;
+function exposeCaptureTables(js: string): string {
+  return js.replace(CAPTURE_TABLE, (line, name: string) => `${line} imports[Symbol.for('wiz.captureTables')]?.(${name});`);
 }
 
 /**
