@@ -138,3 +138,38 @@ tee "$D/stdin.txt" | '${NATIVE_WIZER_10}' "$@"
 }
 
 export { NATIVE_WIZER_10 };
+
+/** A component built by componentize-qjs (QuickJS; its native binding pre-initializes it with Wasmtime's Wizer). */
+export interface QuickJsComponent {
+  /** componentize-qjs's output. */
+  component: string;
+  /** The JavaScript inside it. */
+  source: string;
+}
+
+/**
+ * Builds a small stateful JavaScript app with componentize-qjs (a dev dependency, pinned: a native binding with
+ * Wasmtime inside), cached in .fixtures/qjs. Its output is already pre-initialized by the binding, which gives
+ * no way to get the component before that step; it exports `init` (the binding's, taking the sources) and
+ * `greet`, which counts its calls. The component links several core modules dynamically (QuickJS, libc and
+ * the bindings as shared libraries): wiz runs it and snapshots it after a call.
+ */
+export async function buildQuickJsComponent(): Promise<QuickJsComponent> {
+  const dir = join(C_FIXTURES_DIR, 'qjs');
+  mkdirSync(dir, { recursive: true });
+  const source = 'let calls = 0;\nconst squares = [1, 2, 3].map((x) => x * x).join("+");\n'
+    + 'export function greet(name) { calls += 1; return `hello ${name} from QuickJS, ${squares}, call ${calls}`; }\n';
+  const wit = 'package wiz:qjs;\n\nworld app {\n  export greet: func(name: string) -> string;\n}\n';
+  const component = join(dir, 'app.wasm');
+  const stamp = join(dir, 'app.src');
+  if (existsSync(component) && existsSync(stamp) && readFileSync(stamp, 'utf8') === source + wit) return { component, source };
+  writeFileSync(join(dir, 'app.wit'), wit);
+  const { componentize } = (await import('componentize-qjs')) as unknown as {
+    componentize(opts: { witPath: string; jsSource: string; sync?: boolean }): Promise<{ component: Uint8Array }>;
+  };
+  // The non-async runtime: jco's glue (wiz's host) runs components without the component-model async ABI.
+  const out = await componentize({ witPath: join(dir, 'app.wit'), jsSource: source, sync: true });
+  writeFileSync(component, out.component);
+  writeFileSync(stamp, source + wit);
+  return { component, source };
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { C_TOOLCHAIN_HINT, hasCToolchain } from '../scripts/build-c-fixtures.ts';
 import { spawnSync } from 'node:child_process';
-import { buildComponentApp, buildEngineComponent, componentWat } from '../scripts/build-component-fixtures.ts';
+import { buildComponentApp, buildEngineComponent, buildQuickJsComponent, componentWat } from '../scripts/build-component-fixtures.ts';
 import { isComponent, parseComponent, preinitializeComponent } from '../src/index.ts';
 import * as shapes from './helpers/component.ts';
 import { runComponent } from './helpers/component.ts';
@@ -256,4 +256,28 @@ describe.skipIf(!cToolchain)('a componentize-js component (the StarlingMonkey en
     // The init export is gone: the engine's init ran once, at build time.
     expect(ours.exports).toEqual(['hello']);
   }, 900_000);
+});
+
+describe('a componentize-qjs component (QuickJS, several core modules linked dynamically)', () => {
+  it('wiz runs a call during init and snapshots it: the snapshot answers as the live component after that call', async () => {
+    // componentize-qjs pre-initializes in its native binding, with no way to get the component before that: wiz
+    // takes its output and snapshots it after a call (an init function with arguments, kept exported).
+    const q = await buildQuickJsComponent();
+    const inspect = wiz(['inspect', q.component]);
+    expect(inspect.status, inspect.stderr).toBe(0);
+    expect(inspect.stdout.toString()).toMatch(/a component, [\d,]+ bytes, ([3-9]|\d\d) core modules, \d+ nested components/);
+    const init = 'greet("build")';
+    const ours = wizInit(readFileSync(q.component), ['-f', init, '--keep-init-func']);
+    expect(ours.status, ours.stderr).toBe(0);
+    expect(ours.stderr).toBe('');
+    const calls = ['greet("a")', 'greet("b")'];
+    const live = runComponent(q.component, { init, calls });
+    const snap = runComponent(file(ours.output!), { calls });
+    expect(live.results['greet("a")']).toEqual({ value: 'hello a from QuickJS, 1+4+9, call 2' });
+    expect(snap.results).toEqual(live.results);
+    // Not the state componentize-qjs wrote: that one has counted no call.
+    expect(runComponent(q.component, { calls }).results['greet("a")']).toEqual({ value: 'hello a from QuickJS, 1+4+9, call 1' });
+    const again = wizInit(readFileSync(q.component), ['-f', init, '--keep-init-func']);
+    expect(Buffer.from(again.output!).equals(Buffer.from(ours.output!))).toBe(true);
+  }, 600_000);
 });

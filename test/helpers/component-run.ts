@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { loadGlue, transpile, jsName } from '../../src/component/transpile.ts';
 
 interface RunConfig {
-  /** Called first, as a live component is right after init. */
+  /** Called first, as a live component is right after init (`name` or `name(JSON args)`). */
   init?: string;
   calls: string[];
   preopens?: Record<string, string>;
@@ -21,11 +21,15 @@ const t = await transpile(new Uint8Array(readFileSync(path!)));
 const { instantiate } = await loadGlue(t.js);
 const shim = new WASIShim({ sandbox: { preopens: config.preopens ?? {}, env: config.env ?? {}, args: [] } });
 const exports = await instantiate((n) => WebAssembly.compile(t.files.get(n)! as Uint8Array<ArrayBuffer>), shim.getImportObject(), (m, i) => WebAssembly.instantiate(m, i ?? {}));
-const call = (name: string) => {
-  const fn = exports[jsName(name)] as (() => unknown) | undefined;
+// A call is `name` or `name(JSON args)`; results are keyed by the call as written.
+const call = (spec: string) => {
+  const open = spec.indexOf('(');
+  const name = open > 0 ? spec.slice(0, open) : spec;
+  const args = open > 0 ? JSON.parse(`[${spec.slice(open + 1, -1)}]`) as unknown[] : [];
+  const fn = exports[jsName(name)] as ((...a: unknown[]) => unknown) | undefined;
   if (typeof fn !== 'function') return { missing: true };
   try {
-    const v = fn();
+    const v = fn(...args);
     return { value: typeof v === 'bigint' ? `${v}n` : v };
   } catch (e) {
     return { error: String((e as Error)?.message ?? e) };
