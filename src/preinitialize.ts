@@ -5,7 +5,7 @@ import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/p
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
 import { snapshotSegments } from './snapshot/segments.ts';
-import { codeContextKept } from './snapshot/code-context.ts';
+import { bodiesToValidate } from './snapshot/code-context.ts';
 import { parseModule } from './parse/module.ts';
 import { instanceReader, tableBaseline, takeSnapshot, type StateReader, type TableBaseline } from './snapshot/state.ts';
 
@@ -130,12 +130,16 @@ export async function writeSnapshot(
   // does not copy hundreds of MB of memory into the engine once more.
   try {
     // When nothing the code refers to changed, the code (copied byte for byte) is valid as it was: a skeleton with
-    // stubs for code checks the rest. Otherwise the whole skeleton, code included.
-    const stub = reparsed ? undefined : rewrite(context, state, { ...rewriteOptions, skeleton: true, stubCode: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
-    if (!(stub && WebAssembly.validate(stub) && codeContextKept(context, parseModule(stub)))) {
+    // stubs for code checks the rest, and the few bodies that may refer to a function no longer declared are
+    // validated among stubs. Otherwise the whole skeleton, code included.
+    const skeleton = { ...rewriteOptions, skeleton: true, onWarning: undefined };
+    const stub = reparsed ? undefined : rewrite(context, state, { ...skeleton, stubCode: true }) as Uint8Array<ArrayBuffer>;
+    const bodies = stub && WebAssembly.validate(stub) ? bodiesToValidate(context, parseModule(stub)) : 'all';
+    const valid = bodies !== 'all' && (bodies.size === 0 || WebAssembly.validate(rewrite(context, state, { ...skeleton, stubCode: bodies }) as Uint8Array<ArrayBuffer>));
+    if (!valid) {
       // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
-      const skeleton = rewrite(context, state, { ...rewriteOptions, skeleton: true, onWarning: undefined }) as Uint8Array<ArrayBuffer>;
-      if (!WebAssembly.validate(skeleton)) await WebAssembly.compile(skeleton);
+      const whole = rewrite(context, state, skeleton) as Uint8Array<ArrayBuffer>;
+      if (!WebAssembly.validate(whole)) await WebAssembly.compile(whole);
     }
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it

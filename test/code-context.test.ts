@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseModule } from '../src/parse/module.ts';
 import { preinitialize } from '../src/preinitialize.ts';
-import { codeContextKept, declaredFunctions } from '../src/snapshot/code-context.ts';
+import { bodiesToValidate, codeContextKept, declaredFunctions } from '../src/snapshot/code-context.ts';
 import { wat } from './helpers/wat.ts';
 
 describe('codeContextKept', () => {
@@ -43,5 +43,28 @@ describe('codeContextKept', () => {
       expect(codeContextKept(parseModule(base), parseModule(await wat(other)))).toBe(false);
     }
     expect(codeContextKept(parseModule(base), parseModule(base))).toBe(true);
+  });
+
+  it('names only the bodies that hold the bytes of ref.func to a function no longer declared: a constant that looks like one is validated among stubs, and passes', async () => {
+    // `i32.const 82` is 0x41 0xd2 0x00: the bytes of `ref.func 0` after its opcode, and function 0 is the init function.
+    const input = await wat(`(module
+      (global $g (mut i32) (i32.const 0))
+      (func $init (export "wizer-initialize") (global.set $g (i32.const 1)))
+      (func (export "looks") (result i32) (i32.const 82))
+      (func (export "plain") (result i32) (global.get $g)))`);
+    const output = await preinitialize(input);
+    expect(WebAssembly.validate(output)).toBe(true);
+    expect(bodiesToValidate(parseModule(input), parseModule(output))).toEqual(new Set([1]));
+    expect(codeContextKept(parseModule(input), parseModule(output))).toBe(false);
+    // The real reference is among the bodies named, and wiz refuses it.
+    const refers = await wat(`(module
+      (func $init (export "wizer-initialize"))
+      (func (export "plain") (result i32) (i32.const 7))
+      (func (export "ref") (result funcref) (ref.func $init)))`);
+    const without = await wat(`(module (func $init) (func (export "plain") (result i32) (i32.const 7)) (func (export "ref") (result funcref) (ref.null func)))`);
+    expect(bodiesToValidate(parseModule(refers), parseModule(without))).toEqual(new Set([2]));
+    await expect(preinitialize(refers)).rejects.toThrow(/the snapshot came out invalid/);
+    // A changed type section: the whole code again.
+    expect(bodiesToValidate(parseModule(refers), parseModule(await wat('(module (func (param i32)))')))).toBe('all');
   });
 });

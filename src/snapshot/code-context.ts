@@ -33,50 +33,75 @@ export function declaredFunctions(ctx: ModuleContext): Set<number> {
   return refs;
 }
 
-/**
- * True when everything the code of `input` may refer to is the same in `output` (see the top of this file), so
- * that `output`'s code, copied from `input`, is valid where `input`'s is.
- */
-export function codeContextKept(input: ModuleContext, output: ModuleContext): boolean {
-  for (const id of [SectionId.type, SectionId.import, SectionId.function, SectionId.tag]) {
-    if (!sameBytes(content(input, id), content(output, id))) return false;
+/** The body of each defined function: [start, end) in the module's bytes, after the body's size. */
+export function functionBodies(ctx: ModuleContext): { start: number; end: number }[] {
+  const section = findSection(ctx, SectionId.code);
+  if (!section) return [];
+  const r = new BinaryReader(ctx.bytes, section.contentStart, section.end);
+  const bodies: { start: number; end: number }[] = [];
+  for (let n = r.u32(), i = 0; i < n; i++) {
+    const size = r.u32();
+    bodies.push({ start: r.pos, end: r.pos + size });
+    r.pos += size;
   }
-  if (input.tables.length !== output.tables.length || input.memories.length !== output.memories.length) return false;
-  if (input.globals.length !== output.globals.length || input.elementSegments.length !== output.elementSegments.length) return false;
+  return bodies;
+}
+
+/**
+ * The function bodies of `output` to validate again (by their index among defined functions), its code being
+ * copied from `input`: none when everything the code may refer to is the same (see the top of this file);
+ * 'all' when a type, import, table, memory, global, element segment or the data count changed; otherwise the
+ * bodies that hold the bytes of `ref.func f` for a function `f` that only `input` declares (the init function,
+ * declared by its export alone). Those bytes may be something else (an immediate, a constant): validating the
+ * bodies that hold them, in a module whose other bodies are stubs, settles it.
+ */
+export function bodiesToValidate(input: ModuleContext, output: ModuleContext): Set<number> | 'all' {
+  for (const id of [SectionId.type, SectionId.import, SectionId.function, SectionId.tag]) {
+    if (!sameBytes(content(input, id), content(output, id))) return 'all';
+  }
+  if (input.tables.length !== output.tables.length || input.memories.length !== output.memories.length) return 'all';
+  if (input.globals.length !== output.globals.length || input.elementSegments.length !== output.elementSegments.length) return 'all';
   for (let i = 0; i < input.tables.length; i++) {
     const a = input.tables[i]!;
     const b = output.tables[i]!;
     // The table's reference type: the bytes before its limits.
-    if (!sameBytes(input.bytes.subarray(a.refType.start, a.refType.end), output.bytes.subarray(b.refType.start, b.refType.end))) return false;
-    if (a.table64 !== b.table64) return false;
+    if (!sameBytes(input.bytes.subarray(a.refType.start, a.refType.end), output.bytes.subarray(b.refType.start, b.refType.end))) return 'all';
+    if (a.table64 !== b.table64) return 'all';
   }
   for (let i = 0; i < input.memories.length; i++) {
     const a = input.memories[i]!;
     const b = output.memories[i]!;
-    if (a.memory64 !== b.memory64 || a.shared !== b.shared || a.pageSizeLog2 !== b.pageSizeLog2) return false;
+    if (a.memory64 !== b.memory64 || a.shared !== b.shared || a.pageSizeLog2 !== b.pageSizeLog2) return 'all';
   }
   for (let i = 0; i < input.globals.length; i++) {
     const a = input.globals[i]!;
     const b = output.globals[i]!;
-    if (a.mutable !== b.mutable || !sameBytes(input.bytes.subarray(a.start, a.initStart), output.bytes.subarray(b.start, b.initStart))) return false;
+    if (a.mutable !== b.mutable || !sameBytes(input.bytes.subarray(a.start, a.initStart), output.bytes.subarray(b.start, b.initStart))) return 'all';
   }
   for (let i = 0; i < input.elementSegments.length; i++) {
     const a = input.elementSegments[i]!;
     const b = output.elementSegments[i]!;
     const typeOf = (ctx: ModuleContext, s: typeof a) => (s.elemType ? ctx.bytes.subarray(s.elemType.start, s.elemType.end) : new Uint8Array([0x70]));
-    if (a.top !== b.top || !sameBytes(typeOf(input, a), typeOf(output, b))) return false;
+    if (a.top !== b.top || !sameBytes(typeOf(input, a), typeOf(output, b))) return 'all';
   }
-  if (input.dataCount !== undefined && (output.dataCount ?? -1) < input.dataCount) return false;
-  // Functions declared in the input but not in the output (the init function, declared by its export alone):
-  // fine unless the code may take a reference to one. `ref.func f` is the byte 0xd2 and f's LEB128; finding
-  // those bytes elsewhere (an immediate, a constant) only costs the full validation.
+  if (input.dataCount !== undefined && (output.dataCount ?? -1) < input.dataCount) return 'all';
   const declared = declaredFunctions(output);
   const undeclared = [...declaredFunctions(input)].filter((f) => !declared.has(f));
-  return undeclared.length === 0 || !mayRefer(content(input, SectionId.code), undeclared);
+  return undeclared.length === 0 ? new Set() : bodiesReferring(input, undeclared);
 }
 
-/** Whether `code` holds the bytes of `ref.func f` for one of `functions`. */
-function mayRefer(code: Uint8Array, functions: readonly number[]): boolean {
+/** True when the snapshot's code is valid as it is, with no body to validate again (see `bodiesToValidate`). */
+export function codeContextKept(input: ModuleContext, output: ModuleContext): boolean {
+  const bodies = bodiesToValidate(input, output);
+  return bodies !== 'all' && bodies.size === 0;
+}
+
+/** The bodies of `ctx` that hold the bytes of `ref.func f` (0xd2, f's LEB128) for one of `functions`. */
+function bodiesReferring(ctx: ModuleContext, functions: readonly number[]): Set<number> {
+  const found = new Set<number>();
+  const section = findSection(ctx, SectionId.code);
+  if (!section) return found;
+  const code = ctx.bytes.subarray(0, section.end);
   const patterns = functions.map((f) => {
     const bytes = [0xd2];
     do {
@@ -85,12 +110,14 @@ function mayRefer(code: Uint8Array, functions: readonly number[]): boolean {
     } while (f > 0);
     return bytes;
   });
-  for (let at = code.indexOf(0xd2); at >= 0; at = code.indexOf(0xd2, at + 1)) {
-    for (const p of patterns) {
-      let k = 1;
-      while (k < p.length && code[at + k] === p[k]) k++;
-      if (k === p.length) return true;
-    }
+  let bodies: { start: number; end: number }[] | undefined;
+  let body = 0;
+  for (let at = code.indexOf(0xd2, section.contentStart); at >= 0; at = code.indexOf(0xd2, at + 1)) {
+    if (!patterns.some((p) => p.every((b, k) => k === 0 || code[at + k] === b))) continue;
+    bodies ??= functionBodies(ctx);
+    while (body < bodies.length && bodies[body]!.end <= at) body++;
+    // Bytes in a body's size or locals are not code, but validating that body too costs little.
+    if (body < bodies.length) found.add(body);
   }
-  return false;
+  return found;
 }

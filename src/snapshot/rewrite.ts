@@ -5,6 +5,7 @@ import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
+import { functionBodies } from './code-context.ts';
 import { snapshotSegments, type NewSegment } from './segments.ts';
 import { refExpr, tableEdits } from './tables.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
@@ -34,9 +35,10 @@ export interface RewriteOptions {
   skeleton?: boolean;
   /**
    * Replace every function body with `unreachable` (with `skeleton`: a module that checks every section but the
-   * code, for a snapshot whose code is known to be valid; see code-context.ts).
+   * code, for a snapshot whose code is known to be valid; see code-context.ts). A set: every body but those (by
+   * index among defined functions), which are copied.
    */
-  stubCode?: boolean;
+  stubCode?: boolean | ReadonlySet<number>;
   /** Custom sections written at the end, replacing any input section of the same name. */
   customSections?: readonly { name: string; bytes: Uint8Array }[];
   /** Custom sections of the input to leave out. */
@@ -80,7 +82,13 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
   if (options.stubCode && findSection(ctx, SectionId.code)) {
     const code = new BinaryWriter().u32(ctx.functionTypes.length);
-    for (let f = 0; f < ctx.functionTypes.length; f++) code.u32(3).byte(0x00).byte(0x00).byte(0x0b); // no locals; unreachable; end
+    const kept = options.stubCode === true ? undefined : options.stubCode;
+    const bodies = kept?.size ? functionBodies(ctx) : [];
+    for (let f = 0; f < ctx.functionTypes.length; f++) {
+      const body = kept?.has(f) ? bodies[f] : undefined;
+      if (body) code.u32(body.end - body.start).raw(ctx.bytes.subarray(body.start, body.end));
+      else code.u32(3).byte(0x00).byte(0x00).byte(0x0b); // no locals; unreachable; end
+    }
     edits.set(SectionId.code, code);
   }
   const custom = options.customSections ?? [];
