@@ -6,6 +6,7 @@ import { DEFAULT_INIT_FUNC } from '../run/initialize.ts';
 import { instanceReader, KEPT_OBJECT, type StateReader } from '../snapshot/state.ts';
 import { parseComponent, type ComponentContext } from './binary.ts';
 import { describeResources, instantiateComponent, type ComponentRunOptions, type LiveComponent, type LiveModule } from './run.ts';
+import { componentShape } from './shape.ts';
 import { jsName, transpile } from './transpile.ts';
 import { writeComponentRemoving } from './write.ts';
 
@@ -132,8 +133,9 @@ export async function snapshotComponentParts(ctx: ComponentContext, live: LiveCo
   }
   const { parts, kept } = writeComponentRemoving(ctx, modules, options.removeExport);
   if (kept) options.onWarning?.(`the component keeps exporting "${options.removeExport}": ${kept}`, 'init-func-kept');
-  // Never write an invalid component: every module was validated as it was written; the transpiler checks the rest.
-  await transpile(concat(parts)).catch((e: unknown) => {
+  // Never write an invalid component: every module was validated as it was written (the others are the input's,
+  // validated when it ran); the transpiler checks the rest on the output's shape, which has the same types.
+  await transpile(componentShape(ctx, modules, kept ? undefined : options.removeExport)).catch((e: unknown) => {
     const why = e instanceof WizError ? e.message : String(e);
     throw new WizError('invalid', `the snapshot came out invalid (${why}) (a bug in wiz: please report it with the input component)`);
   });

@@ -8,6 +8,7 @@ import { BinaryWriter } from '../parse/writer.ts';
 import { compileModule } from '../run/initialize.ts';
 import type { TableBaseline } from '../snapshot/state.ts';
 import type { ComponentContext, CoreModuleSection } from './binary.ts';
+import { componentShape, shapeOrdinal } from './shape.ts';
 import { CAPTURE_TABLES, loadGlue, transpile, witName, type Transpiled } from './transpile.ts';
 
 /** The export through which wiz runs a snapshotted module's start function itself (never written out). */
@@ -137,23 +138,22 @@ function takeBaseline(m: LiveModule): void {
  * binary's module sections by their bytes, and run as they are.
  */
 export async function instantiateComponent(ctx: ComponentContext, options: ComponentRunOptions = {}): Promise<LiveComponent> {
-  const transpiled = await transpile(ctx.bytes);
+  // The glue is written for the component's shape (its modules stubbed, see shape.ts); each stub names its section.
+  const transpiled = await transpile(componentShape(ctx));
   const modules: LiveModule[] = [];
-  const sectionsByLength = new Map<number, CoreModuleSection[]>();
-  for (const s of ctx.modules) sectionsByLength.set(s.bytes.length, [...(sectionsByLength.get(s.bytes.length) ?? []), s]);
-  const claimed = new Set<number>();
   const bySection = new Map<number, LiveModule>();
   const byModule = new Map<WebAssembly.Module, LiveModule>();
 
-  const sectionOf = (bytes: Uint8Array): CoreModuleSection | undefined =>
-    sectionsByLength.get(bytes.length)?.find((s) => !claimed.has(s.ordinal) && s.bytes.every((b, i) => b === bytes[i]));
+  const sectionOf = (bytes: Uint8Array): CoreModuleSection | undefined => {
+    const ordinal = shapeOrdinal(bytes);
+    return ordinal === undefined || bySection.has(ordinal) ? undefined : ctx.modules[ordinal];
+  };
 
   const getCoreModule = async (name: string): Promise<WebAssembly.Module> => {
     const bytes = transpiled.files.get(name);
     if (!bytes) throw new WizError('unsupported', `jco's glue asked for a core module "${name}" it did not produce`);
     const section = sectionOf(bytes);
     if (!section) return compileModule(bytes); // the glue's own
-    claimed.add(section.ordinal);
     const ctx = parseModule(section.bytes);
     const role: ModuleRole = isPreview1Adapter(ctx) ? 'adapter' : 'snapshot';
     const live: LiveModule = { section, role, baseline: new Map() };
@@ -213,7 +213,13 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
     throw runFailure('instantiating the component', e, calls);
   }
   for (const m of modules) takeBaseline(m);
-  // Sections the glue never asked for, or never instantiated, keep their bytes.
+  // Sections the glue never asked for, or never instantiated, keep their bytes: valid ones (the transpiler saw stubs).
+  for (const section of ctx.modules) {
+    if (bySection.has(section.ordinal) || WebAssembly.validate(section.bytes as Uint8Array<ArrayBuffer>)) continue;
+    await compileModule(section.bytes).catch((e: unknown) => {
+      throw e instanceof WizError ? new WizError(e.code, `core module ${section.ordinal}: ${e.message}`) : e;
+    });
+  }
   const all = ctx.modules.map((section) => bySection.get(section.ordinal) ?? { section, role: 'unused' as const, baseline: new Map() });
   for (const m of all) if (m.role === 'snapshot' && !m.instance) m.role = 'unused';
   const hasAdapter = all.some((m) => m.role === 'adapter');

@@ -137,6 +137,21 @@ export const COMPONENT_IMPORT = `(component
   (func (export "wizer-initialize") (canon lift (core func $a "f")))
 )`;
 
+/** A core module whose code is invalid (wasm-tools assembles it; nothing validated it). */
+export const INVALID_CODE = `(component
+  (core module $m (func (export "f") (drop (i64.add (i32.const 1) (i32.const 2)))))
+  (core instance $a (instantiate $m))
+  (func (export "wizer-initialize") (canon lift (core func $a "f")))
+)`;
+
+/** An invalid core module that nothing instantiates, beside a valid one. */
+export const INVALID_UNUSED = `(component
+  (core module $u (func (export "g") (i32.add)))
+  (core module $m (global $g (mut i32) (i32.const 0)) (func (export "f") (global.set $g (i32.const 1))))
+  (core instance $a (instantiate $m))
+  (func (export "wizer-initialize") (canon lift (core func $a "f")))
+)`;
+
 /** Init traps. */
 export const TRAPS = `(component
   (core module $m (func (export "f") unreachable))
