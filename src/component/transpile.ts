@@ -106,7 +106,13 @@ export async function loadGlue(js: string): Promise<{ instantiate: GlueInstantia
   const bytes = new TextEncoder().encode(`${js}\n//# sourceURL=wiz-component-glue.js\n`);
   let binary = '';
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return (await import(/* @vite-ignore */ `data:text/javascript;base64,${btoa(binary)}`)) as { instantiate: GlueInstantiate };
+  try {
+    return (await import(/* @vite-ignore */ `data:text/javascript;base64,${btoa(binary)}`)) as { instantiate: GlueInstantiate };
+  } catch (e) {
+    // A browser's error quotes the whole URL (the glue: 100 KB and more); a page's CSP may forbid data: scripts.
+    const why = String((e as Error)?.message ?? e).replace(/data:\S+/g, 'data:…').split('\n')[0];
+    throw new WizError('unsupported', `cannot load jco's glue for the component as a module from a data: URL (${why}); a page's Content-Security-Policy must allow data: in script-src`);
+  }
 }
 
 export type GlueInstantiate = (
