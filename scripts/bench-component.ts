@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCToolchain } from './build-c-fixtures.ts';
-import { buildComponentApp, buildEngineComponent, componentWat, NATIVE_WIZER_10 } from './build-component-fixtures.ts';
+import { buildComponentApp, buildEngineComponent, buildQuickJsComponent, componentWat, NATIVE_WIZER_10 } from './build-component-fixtures.ts';
 import * as shapes from '../test/helpers/component.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -62,6 +62,15 @@ if (hasCToolchain()) {
     run: wizInit(app, ['--allow-wasi', '--mapdir', `/config::${config}`, '--deterministic', '--inherit-stdio=false']),
   });
 } else console.error('skipping the C component: no wasm32-wasi clang');
+
+{
+  // componentize-qjs's output (its native binding already pre-initialized it): wiz snapshots it after a call.
+  const q = await buildQuickJsComponent();
+  rows.push({
+    fixture: 'componentize-qjs output (QuickJS, 8 core modules), snapshot after greet("build")', inputBytes: statSync(q.component).size, tool: 'wiz',
+    run: wizInit(q.component, ['-f', 'greet("build")', '--keep-init-func']),
+  });
+}
 
 if (process.env.WIZ_BENCH_ENGINE !== '0') {
   console.error('building the componentize-js engine component (once; cached in .fixtures/engine)…');
