@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAX_DATA_SEGMENTS, scanRuns, scanSegmentsForTest, scriptSegments, snapshotSegments, type NewSegment } from '../src/snapshot/segments.ts';
-import { SCAN_WASM_BASE64 } from '../src/snapshot/scan-wasm.ts';
+import { SCAN_IN_PLACE_WASM_BASE64, SCAN_SHARED_WASM_BASE64, SCAN_WASM_BASE64 } from '../src/snapshot/scan-wasm.ts';
+import type { MemoryState } from '../src/snapshot/state.ts';
+import wabtInit from 'wabt';
 import { compileScanner, scannerModule } from '../scripts/build-scanner.ts';
 import { preinitialize } from '../src/preinitialize.ts';
 import { parseModule, skipConstExpr } from '../src/parse/module.ts';
@@ -100,10 +102,26 @@ describe('snapshotSegments', () => {
 });
 
 describe('the WebAssembly scanner', () => {
-  it('is scan.wat compiled: the checked-in bytes are what its source compiles to', async () => {
+  it('is scan.wat compiled: the checked-in bytes are what its source compiles to, in each variant', async () => {
     const checkedIn = readFileSync(join(import.meta.dirname, '..', 'src', 'snapshot', 'scan-wasm.ts'), 'utf8');
     expect(checkedIn).toBe(scannerModule(await compileScanner()));
-    expect(Buffer.from(SCAN_WASM_BASE64, 'base64').subarray(0, 4)).toEqual(Buffer.from([0, 0x61, 0x73, 0x6d]));
+    for (const base64 of [SCAN_WASM_BASE64, SCAN_IN_PLACE_WASM_BASE64, SCAN_SHARED_WASM_BASE64]) {
+      expect(Buffer.from(base64, 'base64').subarray(0, 4)).toEqual(Buffer.from([0, 0x61, 0x73, 0x6d]));
+    }
+  });
+
+  it('needs multi-memory only to read in place: the window variant is valid without it', async () => {
+    const wabt = await wabtInit();
+    const valid = (base64: string) => {
+      try {
+        wabt.readWasm(new Uint8Array(Buffer.from(base64, 'base64')), { bulk_memory: true }).validate();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(valid(SCAN_WASM_BASE64)).toBe(true);
+    expect(valid(SCAN_IN_PLACE_WASM_BASE64)).toBe(false);
   });
 
   /** A memory of `size` bytes: runs of non-zero bytes and gaps of zeros, their lengths drawn from `run` and `gap`. */
@@ -143,6 +161,140 @@ describe('the WebAssembly scanner', () => {
       }
     }
     expect(compared).toBeGreaterThan(400);
+  });
+
+  /** `bytes` in a live memory of its own (as many pages as they need, the rest zero), viewed at their length. */
+  function live(bytes: Uint8Array, index = 0, shared = false): MemoryState {
+    const pages = Math.ceil(bytes.length / 65536);
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: Math.max(pages, 1), shared });
+    const view = new Uint8Array(memory.buffer, 0, bytes.length);
+    view.set(bytes);
+    return { index, pages, bytes: view, memory };
+  }
+
+  it('reads live memories in place, with exactly the segments of the JavaScript scan: every density, size, cap', () => {
+    let compared = 0;
+    for (const [run, gap] of [[1, 7], [3, 3], [1, 12], [40, 2], [200, 900], [8, 70000], [100000, 1]] as const) {
+      for (const size of [0, 1, 9, 1000, 4099, 70001, 131072, 131075]) {
+        for (const limit of [1, 3, 50, 10_000]) {
+          const memories = [live(pattern(size, size + run, run, gap)), live(pattern(size >> 1, gap, gap, run), 1), live(pattern(size + 5, run, run, gap), 2, true)];
+          const ours = scanSegmentsForTest(memories, limit, 'in place');
+          const expected = scriptSegments(memories, limit);
+          if (ours === undefined) {
+            expect(gap).toBeGreaterThanOrEqual(65535);
+            continue;
+          }
+          expect(spans(ours)).toEqual(spans(expected));
+          expect(spans(snapshotSegments(memories, limit))).toEqual(spans(expected));
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(180);
+  });
+
+  it('reads in place a 0-page memory, runs at the very first and last bytes, and a memory without a zero', () => {
+    expect(scanSegmentsForTest([live(new Uint8Array(0))], 10, 'in place')).toEqual([]);
+    for (const size of [65536, 131072, 8, 7, 1]) {
+      const edges = new Uint8Array(size);
+      edges[0] = 1;
+      edges[size - 1] = 2;
+      const full = new Uint8Array(size).fill(3);
+      for (const bytes of [edges, full]) {
+        const memories = [live(bytes), live(bytes, 1, true)];
+        expect(spans(scanSegmentsForTest(memories, 10, 'in place')!)).toEqual(spans(scriptSegments(memories, 10)));
+      }
+    }
+  });
+
+  it('reads a live memory of 4 GiB in place, runs at 2 GiB and ending at its very last byte included', () => {
+    let memory: WebAssembly.Memory;
+    try {
+      memory = new WebAssembly.Memory({ initial: 65536 });
+    } catch {
+      return; // this host cannot reserve 4 GiB
+    }
+    const bytes = new Uint8Array(memory.buffer);
+    for (const at of [0, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 9, 2 ** 32 - 3, 2 ** 32 - 2, 2 ** 32 - 1]) bytes[at] = 1;
+    const m = { index: 0, pages: 65536, bytes, memory };
+    const runs = [[0, 0, 1], [0, 2 ** 31 - 1, 2 ** 31 + 1], [0, 2 ** 32 - 9, 2 ** 32 - 8], [0, 2 ** 32 - 3, 2 ** 32]];
+    expect(spans(scanSegmentsForTest([m], 10, 'in place')!)).toEqual(runs);
+    // Over the cap, the second pass reads it in place too: the gap of 5 merges.
+    expect(spans(scanSegmentsForTest([m], 3, 'in place')!)).toEqual([[0, 0, 1], [0, 2 ** 31 - 1, 2 ** 31 + 1], [0, 2 ** 32 - 9, 2 ** 32]]);
+  }, 60_000);
+
+  it('reads in place, in snapshotSegments, the live memories of 4 MiB or more', () => {
+    const scanned: unknown[] = [];
+    const Instance = WebAssembly.Instance;
+    WebAssembly.Instance = new Proxy(Instance, {
+      construct(target, args: [WebAssembly.Module, { wiz?: { scanned: unknown } }?]) {
+        scanned.push(args[1]?.wiz?.scanned);
+        return Reflect.construct(target, args);
+      },
+    });
+    try {
+      const big = live(pattern((4 << 20) + 3, 9, 5, 20), 0);
+      const small = live(pattern((4 << 20) - 1, 8, 5, 20), 1);
+      const memories = [big, small, live(pattern(70000, 7, 1, 9), 2)];
+      for (const limit of [10, 10_000]) expect(spans(snapshotSegments(memories, limit))).toEqual(spans(scriptSegments(memories, limit)));
+      expect(scanned.filter((m) => m !== undefined)).toEqual([big.memory, big.memory]);
+    } finally {
+      WebAssembly.Instance = Instance;
+    }
+  });
+
+  it('reads the memory of a live instance in place when preinitializing', async () => {
+    const input = await wat(`(module (memory (export "memory") 80)
+      (func (export "wizer-initialize")
+        (i32.store (i32.const 5000000) (i32.const 7))
+        (i32.store8 (i32.const 5242879) (i32.const 9))))`);
+    const scanned: unknown[] = [];
+    const Instance = WebAssembly.Instance;
+    WebAssembly.Instance = new Proxy(Instance, {
+      construct(target, args: [WebAssembly.Module, { wiz?: { scanned: unknown } }?]) {
+        scanned.push(args[1]?.wiz?.scanned);
+        return Reflect.construct(target, args);
+      },
+    });
+    let output: Uint8Array;
+    try {
+      output = await preinitialize(input);
+    } finally {
+      WebAssembly.Instance = Instance;
+    }
+    expect(scanned.some((m) => m instanceof WebAssembly.Memory)).toBe(true);
+    const segments = parseModule(output).dataSegments.filter((s) => s.mode === 'active');
+    expect(segments).toHaveLength(2);
+  });
+
+  it('mixes memories read in place and through the window, with the quota of merges carried across them', () => {
+    const a = pattern(50000, 1, 2, 9);
+    const b = pattern(30001, 2, 3, 8);
+    for (const limit of [1, 100, 5000, 10_000]) {
+      const memories = [live(a, 0), memory(b, 1), live(b, 2), memory(a, 3)];
+      expect(spans(scanSegmentsForTest(memories, limit, 'in place')!)).toEqual(spans(scriptSegments(memories, limit)));
+    }
+  });
+
+  it('reads through the window what it cannot read in place: a memory64, a copy of a memory', () => {
+    const bytes = pattern(70001, 5, 4, 11);
+    const unreadable = [{ ...live(new Uint8Array(bytes.length)), bytes }];
+    let memory64: WebAssembly.Memory | undefined;
+    try {
+      memory64 = new WebAssembly.Memory({ initial: 2n, address: 'i64' } as unknown as WebAssembly.MemoryDescriptor);
+    } catch {
+      // No memory64 in this engine.
+    }
+    if (memory64) {
+      const view = new Uint8Array(memory64.buffer, 0, bytes.length);
+      view.set(bytes);
+      unreadable.push({ index: 0, pages: 2, bytes: view, memory: memory64 });
+    }
+    for (const m of unreadable) {
+      expect(() => scanSegmentsForTest([m], 50, 'in place')).toThrow('cannot be scanned in place');
+      expect(spans(snapshotSegments([m], 50))).toEqual(spans(scriptSegments([m], 50)));
+    }
+    expect(snapshotSegments(unreadable, 50)).toHaveLength(50);
   });
 
   it('hands a cut among gaps of 64 KiB or more to the JavaScript scan, with the same result', () => {

@@ -3,22 +3,27 @@
 ;; one-shot command, millions of times on a sparse memory. The bytes in scan-wasm.ts are this file compiled
 ;; (scripts/build-scanner.ts; test/segments.test.ts checks they match).
 ;;
-;; Memory: the window [0, WINDOW) into which the caller copies the bytes to scan, piece by piece; a histogram
-;; of gap sizes (u32 × 65536, the last bucket counting every gap of 65535 bytes or more); the segments kept
-;; (pairs of i64: start, end).
+;; It scans memory 0. As written, that is its own memory, with a window into which the caller copies the bytes
+;; to scan, piece by piece. The build script also compiles it with the memory to scan imported in front
+;; (`(import "wiz" "scanned" (memory 0))` before `(memory $own …)`, and 8 pages: no window): memory 0 is then
+;; the guest's memory, read in place, with no copy (multi-memory); its own memory becomes memory 1.
+;;
+;; Its own memory: a histogram of gap sizes (u32 × 65536, the last bucket counting every gap of 65535 bytes or
+;; more); the segments kept (pairs of i64: start, end); the window [524288, 524288 + 4 MiB).
 (module
-  (memory (export "memory") 72)
-  (global $HIST i32 (i32.const 4194304))
-  (global $OUT i32 (i32.const 4456448))
+  (memory $own (export "memory") 72)
+  (global $HIST i32 (i32.const 0))
+  (global $OUT i32 (i32.const 262144))
   (global $OUT_CAP i32 (i32.const 16384))
 
-  ;; The pass: 1 counts segments, gaps and keeps the first $cap; 2 keeps all (at most $cap).
+  ;; The pass: 1 counts gaps and segments and keeps the first $cap; 2 counts and keeps the first $cap.
   (global $mode (mut i32) (i32.const 1))
   (global $threshold (mut i64) (i64.const 0))
   (global $quota (mut i64) (i64.const 0))
   (global $cap (mut i32) (i32.const 0))
   (global $count (mut i64) (i64.const 0))
-  (global $overflow (mut i32) (i32.const 0))
+  ;; A gap of 65535 bytes or more was counted (the histogram does not tell such gaps apart).
+  (global $longGap (mut i32) (i32.const 0))
   ;; Where the scan of the current memory stands.
   (global $inRun (mut i32) (i32.const 0))
   (global $runStart (mut i64) (i64.const 0))
@@ -26,38 +31,38 @@
   (global $end (mut i64) (i64.const -1))
   (global $gapBefore (mut i64) (i64.const -1))
 
-  (func (export "configure") (param $mode i32) (param $threshold i64) (param $quota i64) (param $cap i32)
+  ;; Before the first memory of pass 1: no gaps counted yet.
+  (func (export "clear")
+    (memory.fill $own (global.get $HIST) (i32.const 0) (i32.const 262144))
+    (global.set $longGap (i32.const 0)))
+
+  ;; A memory's scan begins: its segments are counted from 0 and the first $cap kept. Gaps never span memories.
+  (func (export "begin") (param $mode i32) (param $threshold i64) (param $quota i64) (param $cap i32)
     (global.set $mode (local.get $mode))
     (global.set $threshold (local.get $threshold))
     (global.set $quota (local.get $quota))
     (global.set $cap (select (local.get $cap) (global.get $OUT_CAP) (i32.lt_u (local.get $cap) (global.get $OUT_CAP))))
     (global.set $count (i64.const 0))
-    (global.set $overflow (i32.const 0))
-    (if (i32.eq (local.get $mode) (i32.const 1))
-      (then (memory.fill (global.get $HIST) (i32.const 0) (i32.const 262144)))))
-
-  (func (export "begin")
     (global.set $inRun (i32.const 0))
     (global.set $start (i64.const -1))
     (global.set $end (i64.const -1))
     (global.set $gapBefore (i64.const -1)))
 
-;; Ends the current segment [start, end), preceded by a gap of `gapBefore` bytes (-1: the memory's first).
+  ;; Ends the current segment [start, end), preceded by a gap of `gapBefore` bytes (-1: the memory's first).
   (func $emit (param $start i64) (param $end i64) (param $gapBefore i64)
     (local $at i32)
     (if (i32.and (i32.eq (global.get $mode) (i32.const 1)) (i64.ge_s (local.get $gapBefore) (i64.const 0)))
       (then
         (if (i64.ge_s (local.get $gapBefore) (i64.const 65535))
-          (then (global.set $overflow (i32.const 1)) (local.set $at (i32.const 65535)))
+          (then (global.set $longGap (i32.const 1)) (local.set $at (i32.const 65535)))
           (else (local.set $at (i32.wrap_i64 (local.get $gapBefore)))))
         (local.set $at (i32.add (global.get $HIST) (i32.shl (local.get $at) (i32.const 2))))
-        (i32.store (local.get $at) (i32.add (i32.load (local.get $at)) (i32.const 1)))))
+        (i32.store $own (local.get $at) (i32.add (i32.load $own (local.get $at)) (i32.const 1)))))
     (if (i64.lt_u (global.get $count) (i64.extend_i32_u (global.get $cap)))
       (then
         (local.set $at (i32.add (global.get $OUT) (i32.shl (i32.wrap_i64 (global.get $count)) (i32.const 4))))
-        (i64.store (local.get $at) (local.get $start))
-        (i64.store offset=8 (local.get $at) (local.get $end)))
-      (else (if (i32.eq (global.get $mode) (i32.const 2)) (then (global.set $overflow (i32.const 1))))))
+        (i64.store $own (local.get $at) (local.get $start))
+        (i64.store $own offset=8 (local.get $at) (local.get $end))))
     (global.set $count (i64.add (global.get $count) (i64.const 1))))
 
   ;; A run of non-zero bytes [rs, re): merged into the current segment across a short gap, or a new segment.
@@ -79,12 +84,14 @@
     (global.set $start (local.get $rs))
     (global.set $end (local.get $re)))
 
-  ;; Scans window bytes [0, len), which are the memory's bytes from `base` on. Eight bytes at a time: the first
-  ;; non-zero byte of a word is its lowest set bit's byte (little-endian), the first zero byte the lowest flag
-  ;; of (w - 0x01..01) & ~w & 0x80..80 (flags above a zero byte may be false, the lowest never is). The run
+  ;; Scans addresses [from, from + len) of memory 0, which hold the memory's bytes from `from + shift` on: the
+  ;; window (shift: the piece's offset - 524288), or the memory itself (shift 0). Eight bytes at a time: the
+  ;; first non-zero byte of a word is its lowest set bit's byte (little-endian), the first zero byte the lowest
+  ;; flag of (w - 0x01..01) & ~w & 0x80..80 (flags above a zero byte may be false, the lowest never is). The run
   ;; merging is inlined, with the state in locals: a sparse memory has a run every few bytes.
-  (func (export "scan") (param $base i64) (param $len i32)
+  (func (export "scan") (param $shift i64) (param $from i32) (param $len i32)
     (local $i i32)
+    (local $stop i32)
     (local $w i64)
     (local $rs i64)
     (local $re i64)
@@ -94,37 +101,37 @@
     (local $gapBefore i64)
     (local $threshold i64)
     (local $quota i64)
-    (local $last i32)
     (local.set $start (global.get $start))
     (local.set $end (global.get $end))
     (local.set $gapBefore (global.get $gapBefore))
     (local.set $threshold (global.get $threshold))
     (local.set $quota (global.get $quota))
     (local.set $rs (global.get $runStart))
-    ;; The last offset at which a whole word can be read (negative when the window is shorter than a word).
-    (local.set $last (i32.sub (local.get $len) (i32.const 8)))
+    (local.set $i (local.get $from))
+    ;; At the end of a 4 GiB memory, $stop and $i wrap to 0: the bytes left are $stop - $i, which never wraps.
+    (local.set $stop (i32.add (local.get $from) (local.get $len)))
     (block $done
       (loop $outer
         (if (i32.eqz (global.get $inRun))
           (then
             (block $found
               (loop $zeros
-                (if (i32.le_s (local.get $i) (local.get $last))
+                (if (i32.ge_u (i32.sub (local.get $stop) (local.get $i)) (i32.const 8))
                   (then
                     (local.set $w (i64.load (local.get $i)))
                     (if (i64.eqz (local.get $w))
                       (then (local.set $i (i32.add (local.get $i) (i32.const 8))) (br $zeros)))
                     (local.set $i (i32.add (local.get $i) (i32.wrap_i64 (i64.shr_u (i64.ctz (local.get $w)) (i64.const 3)))))
                     (br $found)))
-                (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+                (br_if $done (i32.eq (local.get $i) (local.get $stop)))
                 (br_if $found (i32.load8_u (local.get $i)))
                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
                 (br $zeros)))
-            (local.set $rs (i64.add (local.get $base) (i64.extend_i32_u (local.get $i))))
+            (local.set $rs (i64.add (local.get $shift) (i64.extend_i32_u (local.get $i))))
             (global.set $inRun (i32.const 1))))
         (block $zero
           (loop $nonzeros
-            (if (i32.le_s (local.get $i) (local.get $last))
+            (if (i32.ge_u (i32.sub (local.get $stop) (local.get $i)) (i32.const 8))
               (then
                 (local.set $w (i64.load (local.get $i)))
                 (local.set $w (i64.and
@@ -134,13 +141,13 @@
                   (then (local.set $i (i32.add (local.get $i) (i32.const 8))) (br $nonzeros)))
                 (local.set $i (i32.add (local.get $i) (i32.wrap_i64 (i64.shr_u (i64.ctz (local.get $w)) (i64.const 3)))))
                 (br $zero)))
-            ;; The run goes on into the next window.
-            (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+            ;; The run goes on into the next piece.
+            (br_if $done (i32.eq (local.get $i) (local.get $stop)))
             (br_if $zero (i32.eqz (i32.load8_u (local.get $i))))
             (local.set $i (i32.add (local.get $i) (i32.const 1)))
             (br $nonzeros)))
         (global.set $inRun (i32.const 0))
-        (local.set $re (i64.add (local.get $base) (i64.extend_i32_u (local.get $i))))
+        (local.set $re (i64.add (local.get $shift) (i64.extend_i32_u (local.get $i))))
         ;; The run [rs, re): merged across a short gap, or the segment before it ends and it starts a new one.
         (block $merged
           (if (i64.ge_s (local.get $start) (i64.const 0))
@@ -175,4 +182,4 @@
 
   (func (export "count") (result i64) (global.get $count))
   (func (export "quota") (result i64) (global.get $quota))
-  (func (export "overflow") (result i32) (global.get $overflow)))
+  (func (export "longGap") (result i32) (global.get $longGap)))

@@ -12,6 +12,8 @@ export interface MemoryState {
   index: number;
   pages: number;
   bytes: Uint8Array;
+  /** The live memory that `bytes` views from offset 0, where there is one: the scanner then reads it in place. */
+  memory?: WebAssembly.Memory;
 }
 
 /** A reference a module can name: a function index of the module, or null. */
@@ -54,6 +56,8 @@ export interface StateReader {
   readRefGlobal(index: number): Ref;
   /** Bytes of the memory exported as `__wizer_memory_{ordinal}` (a view, valid until the memory grows). */
   readMemory(ordinal: number): Uint8Array;
+  /** The live memory whose buffer `readMemory(ordinal)` views, when the reader reads one. */
+  liveMemory?(ordinal: number): WebAssembly.Memory;
   /** Contents of the table exported as `__wizer_table_{ordinal}`. */
   readTable(ordinal: number): Int32Array;
   /** Whether passive segment `droppable[k]` of the probe was dropped. */
@@ -70,7 +74,8 @@ export function takeSnapshot(instrumented: InstrumentedModule, reader: StateRead
   }
   const memories = instrumented.memories.map((m) => {
     const bytes = reader.readMemory(m.ordinal);
-    return { index: m.index, pages: bytes.length / 2 ** m.pageSizeLog2, bytes };
+    const memory = reader.liveMemory?.(m.ordinal);
+    return { index: m.index, pages: bytes.length / 2 ** m.pageSizeLog2, bytes, ...(memory && { memory }) };
   });
   const tables = instrumented.tables.map((t) => ({ index: t.index, entries: reader.readTable(t.ordinal) }));
   const dropped = { data: new Set<number>(), elem: new Set<number>() };
@@ -138,6 +143,15 @@ export async function instanceReader(
   let dump: Map<number, GlobalBits> | undefined;
   const names = new FunctionNames(instrumented, exports);
   const refGlobals = new Map(instrumented.globals.filter((g) => g.top).map((g) => [g.index, g]));
+  const liveMemory = (ordinal: number): WebAssembly.Memory => {
+    const name = instrumented.memories[ordinal]?.exportName;
+    if (name === undefined) throw new Error(`memory ${ordinal} is not instrumented`);
+    const memory = exports[name];
+    if (!(memory instanceof WebAssembly.Memory)) {
+      throw new WizError('instrumentation', `the instance's export "${name}" is not a memory`);
+    }
+    return memory;
+  };
   return {
     readGlobal(index) {
       dump ??= dumper();
@@ -205,15 +219,8 @@ export async function instanceReader(
         throw e;
       }
     },
-    readMemory(ordinal) {
-      const name = instrumented.memories[ordinal]?.exportName;
-      if (name === undefined) throw new Error(`memory ${ordinal} is not instrumented`);
-      const memory = exports[name];
-      if (!(memory instanceof WebAssembly.Memory)) {
-        throw new WizError('instrumentation', `the instance's export "${name}" is not a memory`);
-      }
-      return new Uint8Array(memory.buffer);
-    },
+    readMemory: (ordinal) => new Uint8Array(liveMemory(ordinal).buffer),
+    liveMemory,
   };
 }
 
