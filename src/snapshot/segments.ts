@@ -236,8 +236,10 @@ function scanSegments(memories: readonly MemoryState[], limit: number, readingOf
   // Scanners made for this call have counted nothing yet; clearing their fresh memory would only fault its pages in.
   for (const scanner of new Set(readings.filter((r) => !r.inPlace).map((r) => r.scanner))) scanner.clear();
   // Keeps the first `cap` segments, counts them all; the quota of merges at the threshold carries across memories.
-  const pass = (mode: number, threshold: bigint, quota: bigint, cap: number): { segments: NewSegment[]; total: number } => {
-    const segments: NewSegment[] = [];
+  // Each memory's kept (start, end) pairs are copied out as numbers (read as u32 halves: no BigInt per value),
+  // and made segments only for the pass whose result is returned.
+  const pass = (mode: number, threshold: bigint, quota: bigint, cap: number): { kept: [MemoryState, Float64Array][]; total: number } => {
+    const kept: [MemoryState, Float64Array][] = [];
     let total = 0;
     for (const [k, m] of memories.entries()) {
       const { scanner } = readings[k]!;
@@ -247,24 +249,30 @@ function scanSegments(memories: readonly MemoryState[], limit: number, readingOf
       quota = scanner.quota();
       const count = Number(scanner.count());
       total += count;
-      const out = new BigInt64Array(scanner.memory.buffer, SCANNER_OUTPUT, 2 * Math.min(count, room));
-      for (let s = 0; s < out.length; s += 2) {
-        const start = Number(out[s]!);
-        segments.push({ memory: m.index, offset: start, bytes: m.bytes.subarray(start, Number(out[s + 1]!)) });
-      }
+      const words = new Uint32Array(scanner.memory.buffer, SCANNER_OUTPUT, 4 * Math.min(count, room));
+      const pairs = new Float64Array(words.length / 2);
+      for (let w = 0, p = 0; w < words.length; w += 2, p++) pairs[p] = words[w]! + words[w + 1]! * 0x1_0000_0000;
+      kept.push([m, pairs]);
       if (mode === 2 && total > cap) break;
     }
-    return { segments, total };
+    return { kept, total };
+  };
+  const segmentsOf = (kept: [MemoryState, Float64Array][]): NewSegment[] => {
+    const segments: NewSegment[] = [];
+    for (const [m, pairs] of kept) {
+      for (let p = 0; p < pairs.length; p += 2) segments.push({ memory: m.index, offset: pairs[p]!, bytes: m.bytes.subarray(pairs[p]!, pairs[p + 1]!) });
+    }
+    return segments;
   };
   const first = pass(1, BigInt(MAX_MERGED_GAP + 1), 0n, limit);
-  if (first.total <= limit) return first.segments;
+  if (first.total <= limit) return segmentsOf(first.kept);
   const gaps = new GapHistogram();
   for (const scanner of scanners) gaps.addCounts(new Uint32Array(scanner.memory.buffer, SCANNER_HISTOGRAM, 65536));
   const { threshold, quota } = gaps.smallest(first.total - limit);
   if (threshold >= SCANNER_LONG_GAP && [...scanners].some((s) => s.longGap())) return undefined;
   // The second pass may keep more than `limit` segments: gaps between memories never merge.
   const merged = pass(2, threshold === Infinity ? (1n << 62n) : BigInt(threshold), BigInt(quota), SCANNER_CAPACITY);
-  return merged.total > SCANNER_CAPACITY ? undefined : merged.segments;
+  return merged.total > SCANNER_CAPACITY ? undefined : segmentsOf(merged.kept);
 }
 
 /**
