@@ -306,12 +306,15 @@ async function step(command: string, input: string, output: string, job: Job, op
     replay: (w) => directOutput(job).warn(w.message, w.code),
   });
   if (!done) return; // it said why, and set the exit code
-  const bytes = done.parts.length === 1 ? done.parts[0]! : concat(done.parts);
-  if (opts.report && !optimized) process.stderr.write(formatReport(sizeReport(job.input, bytes)));
+  // The output in one piece only where it is needed (--report, --check): writing takes the parts as they are.
+  let whole: Uint8Array | undefined;
+  const bytes = () => (whole ??= done.parts.length === 1 ? done.parts[0]! : concat(done.parts));
+  const size = done.parts.reduce((n, p) => n + p.length, 0);
+  if (opts.report && !optimized) process.stderr.write(formatReport(sizeReport(job.input, bytes())));
   if (opts.report && done.cache.status !== 'off') process.stderr.write(`wiz: cache      ${cacheLine(done)}\n`);
   let fresh: boolean | undefined;
   if (opts.check) {
-    fresh = sameAsFile(output, bytes);
+    fresh = sameAsFile(output, size, bytes);
     if (!fresh) {
       process.stderr.write(`wiz: "${output}" is stale: ${existsSync(output) ? 'it differs from what wiz writes now' : 'it does not exist'}\n`);
       process.exitCode = 1;
@@ -321,7 +324,7 @@ async function step(command: string, input: string, output: string, job: Job, op
     writeText(1, `${JSON.stringify({
       command,
       input: { path: input, bytes: job.input.length },
-      output: { path: output, bytes: bytes.length, written: !opts.check },
+      output: { path: output, bytes: size, written: !opts.check },
       ms: Math.round((performance.now() - started) * 10) / 10,
       warnings: done.warnings,
       cache: done.cache,
@@ -339,10 +342,12 @@ const cacheLine = ({ cache }: BuildStep) => {
   }
 };
 
-function sameAsFile(path: string, bytes: Uint8Array): boolean {
+function sameAsFile(path: string, size: number, bytes: () => Uint8Array): boolean {
   try {
     // A file of another size differs: no need to read it.
-    return statSync(path).size === bytes.length && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(readFileSync(path));
+    if (statSync(path).size !== size) return false;
+    const b = bytes();
+    return Buffer.from(b.buffer, b.byteOffset, b.length).equals(readFileSync(path));
   } catch {
     return false;
   }
