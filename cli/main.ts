@@ -179,17 +179,37 @@ function defineInit(cmd: Command): Command {
     });
 }
 
-function program(): Command {
+/** The commands `addDurableCommands` defines. */
+const DURABLE_COMMANDS = new Set(['asyncify', 'run', 'resume', 'follow', 'fork', 'materialize']);
+const OTHER_COMMANDS = new Set(['init', 'snapshot', 'inspect', 'provenance', 'diff']);
+
+/**
+ * The `wiz` command line. When `first` names a command, only that command is defined (setting up the others is
+ * a tenth of a small module's run); anything else (help, a typo, an option) gets them all.
+ */
+function program(first?: string): Command {
+  const all = first === undefined || !(OTHER_COMMANDS.has(first) || DURABLE_COMMANDS.has(first));
+  const wanted = (name: string) => all || first === name;
   const cli = new Command('wiz')
     .description('WebAssembly pre-initializer: run a module\'s start-up code once, and write the state it leaves as a new module')
     .version(packageVersion(), '-V, --version')
     .showHelpAfterError('(run wiz --help for usage)')
     .exitOverride();
 
-  defineInit(cli.command('init')
-    .description('instantiate a module, run its init function, and write the initialized module')
-    .argument('<input>', 'the module (.wasm file, or - for stdin)'));
+  if (wanted('init')) {
+    defineInit(cli.command('init')
+      .description('instantiate a module, run its init function, and write the initialized module')
+      .argument('<input>', 'the module (.wasm file, or - for stdin)'));
+  }
+  if (wanted('snapshot')) defineSnapshot(cli);
+  if (wanted('inspect')) defineInspect(cli);
+  if (wanted('provenance')) defineProvenance(cli);
+  if (wanted('diff')) addDiffCommand(cli);
+  if (all || DURABLE_COMMANDS.has(first!)) addDurableCommands(cli);
+  return cli;
+}
 
+function defineSnapshot(cli: Command): void {
   const snap = cli.command('snapshot')
     .description('instantiate an instrumented module (from --keep-instrumentation), call exports, and snapshot the state')
     .argument('<input>', 'the instrumented module (.wasm file, or - for stdin)')
@@ -207,7 +227,9 @@ function program(): Command {
       };
       await step('snapshot', input, output, job, opts, (j) => execute(j, opts), started);
     });
+}
 
+function defineInspect(cli: Command): void {
   cli.command('inspect')
     .description('show what a module holds: sizes by section, memories, globals and their values, data, tables, exports, imports, instrumentation')
     .argument('<input>', 'the module (.wasm file, or - for stdin)')
@@ -219,7 +241,9 @@ function program(): Command {
       const inspection = inspectModule(wasm);
       process.stdout.write(opts.json ? `${JSON.stringify(inspection, null, 2)}\n` : formatInspection(input === '-' ? 'stdin' : input, inspection));
     });
+}
 
+function defineProvenance(cli: Command): void {
   cli.command('provenance')
     .description('show the generation and parent a snapshot records (informational: nothing checks it)')
     .argument('<input>', 'a module written by wiz (.wasm file, or - for stdin)')
@@ -227,9 +251,6 @@ function program(): Command {
       const p = readProvenance(parseModule(readInput(input)));
       process.stdout.write(p ? `generation ${p.generation}, parent ${p.parent}\n` : 'no provenance recorded\n');
     });
-  addDiffCommand(cli);
-  addDurableCommands(cli);
-  return cli;
 }
 
 /** The reference's command line, `wizer [flags] [input]`: `wiz init` without the subcommand, stdin by default. */
@@ -366,7 +387,7 @@ function outputPath({ output, check, json }: CommonOptions): string {
 
 /** The `wiz` command. */
 export async function main(argv: string[]): Promise<void> {
-  await run(program, () => normalizeArgs(argv));
+  await run(() => program(argv[0]), () => normalizeArgs(argv));
 }
 
 /** The `wizer` command: the reference's command line, which is `wiz init`'s. */

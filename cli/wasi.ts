@@ -114,7 +114,13 @@ function canonicalFdstat(wasi: Record<string, unknown>, stdio: number[], memory:
   const view = () => new DataView(memory()!.buffer);
   /** Files the guest opened: the rights it asked for and its fd flags. */
   const opened = new Map<number, { base: bigint; inheriting: bigint; flags: number }>();
-  const stdioTypes = stdio.map((fd) => ({ filetype: hostFiletype(fd), tty: isatty(fd) }));
+  // Read at the first fd_fdstat_get of each: a terminal is a character device, so other files never load node:tty.
+  const stdioTypes: ({ filetype: number; tty: boolean } | undefined)[] = [];
+  const stdioType = (fd: number) => {
+    if (stdioTypes[fd]) return stdioTypes[fd];
+    const filetype = hostFiletype(stdio[fd]!);
+    return (stdioTypes[fd] = { filetype, tty: filetype === CHARACTER_DEVICE && isatty(stdio[fd]!) });
+  };
   return {
     ...wasi,
     fd_fdstat_get: (...args: unknown[]) => {
@@ -123,7 +129,7 @@ function canonicalFdstat(wasi: Record<string, unknown>, stdio: number[], memory:
       const fd = args[0] as number;
       const at = (args[1] as number) >>> 0;
       const mem = view();
-      const { filetype, tty } = fd >= 0 && fd < 3 ? stdioTypes[fd]! : { filetype: mem.getUint8(at), tty: false };
+      const { filetype, tty } = fd >= 0 && fd < 3 ? stdioType(fd) : { filetype: mem.getUint8(at), tty: false };
       let [base, inheriting] = maxRights(filetype, tty);
       const own = opened.get(fd);
       if (own) {
