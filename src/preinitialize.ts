@@ -134,7 +134,7 @@ export async function writeSnapshot(
     // validated among stubs. Otherwise the whole skeleton, code included.
     const skeleton = { ...rewriteOptions, skeleton: true, onWarning: undefined };
     const stub = reparsed ? undefined : rewrite(context, state, { ...skeleton, stubCode: true }) as Uint8Array<ArrayBuffer>;
-    const bodies = stub && WebAssembly.validate(stub) ? bodiesToValidate(context, parseModule(stub)) : 'all';
+    const bodies = stub && WebAssembly.validate(stub) ? bodiesToValidate(context, parseModule(stub, { dataSegments: false })) : 'all';
     const valid = bodies !== 'all' && (bodies.size === 0 || WebAssembly.validate(rewrite(context, state, { ...skeleton, stubCode: bodies }) as Uint8Array<ArrayBuffer>));
     if (!valid) {
       // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.

@@ -66,9 +66,10 @@ const MAGIC = [0x00, 0x61, 0x73, 0x6d];
 
 /**
  * Reads a core module into a context in one pass: every section as a byte range of `bytes`, and the index
- * spaces the pipeline needs; element segments as byte ranges of their parts. Function bodies are not decoded.
+ * spaces the pipeline needs; element segments as byte ranges of their parts. Function bodies are not decoded;
+ * with `dataSegments: false`, neither are data segments (for a module whose data nothing reads).
  */
-export function parseModule(bytes: Uint8Array): ModuleContext {
+export function parseModule(bytes: Uint8Array, options: { dataSegments?: boolean } = {}): ModuleContext {
   if (bytes.length < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw new WizError('malformed', MAGIC.slice(0, Math.min(4, bytes.length)).every((b, i) => bytes[i] === b)
       ? 'not a complete WebAssembly module: the file ends inside its 8-byte header'
@@ -108,7 +109,8 @@ export function parseModule(bytes: Uint8Array): ModuleContext {
       if (rank === undefined) return r.fail(`unknown section id ${id}`, start);
       if (rank <= lastRank) r.fail(`${SECTION_NAMES[id]} section is duplicated or out of order`, start);
       lastRank = rank;
-      readSection(ctx, id, body);
+      if (id === SectionId.data && options.dataSegments === false) body.pos = end; // not read: `dataSegments` stays empty
+      else readSection(ctx, id, body);
       if (!body.done) body.fail(`${SECTION_NAMES[id]} section has ${end - body.pos} unread bytes at its end`);
     }
     ctx.sections.push(section);

@@ -304,13 +304,18 @@ export function scanRuns(bytes: Uint8Array, visit: (start: number, end: number) 
 class GapHistogram {
   private small = new Float64Array(65536);
   private large = new Map<number, number>();
+  private counted = false;
 
   /** Adds the counts of gaps 0 to 65535 from a table (a scanner's). */
   addCounts(table: Uint32Array): void {
-    for (let gap = 0; gap < table.length; gap++) this.small[gap]! += table[gap]!;
+    // The first table into an empty histogram is copied (a loop of 65536 additions runs cold in a one-shot command).
+    if (!this.counted) this.small.set(table);
+    else for (let gap = 0; gap < table.length; gap++) this.small[gap]! += table[gap]!;
+    this.counted = true;
   }
 
   add(gap: number): void {
+    this.counted = true;
     if (gap < this.small.length) this.small[gap]!++;
     else this.large.set(gap, (this.large.get(gap) ?? 0) + 1);
   }
