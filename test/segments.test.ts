@@ -36,6 +36,19 @@ function replay(size: number, segments: NewSegment[]): Uint8Array {
   return out;
 }
 
+/** Records the memory each new WebAssembly instance gets as `wiz.scanned` (the in-place scanner's import). */
+function spyOnScannedMemories(): unknown[] & { restore(): void } {
+  const Instance = WebAssembly.Instance;
+  const scanned = Object.assign([] as unknown[], { restore: () => { WebAssembly.Instance = Instance; } });
+  WebAssembly.Instance = new Proxy(Instance, {
+    construct(target, args: [WebAssembly.Module, { wiz?: { scanned: unknown } }?]) {
+      scanned.push(args[1]?.wiz?.scanned);
+      return Reflect.construct(target, args);
+    },
+  });
+  return scanned;
+}
+
 describe('scanRuns', () => {
   it('finds the same runs as a byte-by-byte scan, at every alignment and density', () => {
     let seed = 1;
@@ -224,14 +237,7 @@ describe('the WebAssembly scanner', () => {
   }, 60_000);
 
   it('reads in place, in snapshotSegments, the live memories of 4 MiB or more', () => {
-    const scanned: unknown[] = [];
-    const Instance = WebAssembly.Instance;
-    WebAssembly.Instance = new Proxy(Instance, {
-      construct(target, args: [WebAssembly.Module, { wiz?: { scanned: unknown } }?]) {
-        scanned.push(args[1]?.wiz?.scanned);
-        return Reflect.construct(target, args);
-      },
-    });
+    const scanned = spyOnScannedMemories();
     try {
       const big = live(pattern((4 << 20) + 3, 9, 5, 20), 0);
       const small = live(pattern((4 << 20) - 1, 8, 5, 20), 1);
@@ -239,7 +245,7 @@ describe('the WebAssembly scanner', () => {
       for (const limit of [10, 10_000]) expect(spans(snapshotSegments(memories, limit))).toEqual(spans(scriptSegments(memories, limit)));
       expect(scanned.filter((m) => m !== undefined)).toEqual([big.memory, big.memory]);
     } finally {
-      WebAssembly.Instance = Instance;
+      scanned.restore();
     }
   });
 
@@ -248,19 +254,12 @@ describe('the WebAssembly scanner', () => {
       (func (export "wizer-initialize")
         (i32.store (i32.const 5000000) (i32.const 7))
         (i32.store8 (i32.const 5242879) (i32.const 9))))`);
-    const scanned: unknown[] = [];
-    const Instance = WebAssembly.Instance;
-    WebAssembly.Instance = new Proxy(Instance, {
-      construct(target, args: [WebAssembly.Module, { wiz?: { scanned: unknown } }?]) {
-        scanned.push(args[1]?.wiz?.scanned);
-        return Reflect.construct(target, args);
-      },
-    });
+    const scanned = spyOnScannedMemories();
     let output: Uint8Array;
     try {
       output = await preinitialize(input);
     } finally {
-      WebAssembly.Instance = Instance;
+      scanned.restore();
     }
     expect(scanned.some((m) => m instanceof WebAssembly.Memory)).toBe(true);
     const segments = parseModule(output).dataSegments.filter((s) => s.mode === 'active');
