@@ -134,8 +134,9 @@ function takeBaseline(m: LiveModule): void {
 
 /**
  * Instantiates a component through jco's glue, handing it wiz's instrumented core modules and keeping every
- * core instance. The glue may add core modules of its own (adapters it generates); they are matched to the
- * binary's module sections by their bytes, and run as they are.
+ * core instance. The glue is written for the component's shape: each module it asks for is a stub naming its
+ * section of the binary, whose real module wiz compiles instead. The glue may add core modules of its own
+ * (adapters it generates), which name no section and run as they are.
  */
 export async function instantiateComponent(ctx: ComponentContext, options: ComponentRunOptions = {}): Promise<LiveComponent> {
   // The glue is written for the component's shape (its modules stubbed, see shape.ts); each stub names its section.
@@ -254,7 +255,7 @@ export async function instantiateComponent(ctx: ComponentContext, options: Compo
 export function describeResources(names: readonly string[]): string {
   const counts = new Map<string, number>();
   for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
-  const parts = [...counts].map(([n, k]) => (k === 1 ? `${/^[aeiou]/i.test(n) ? "an" : "a"} ${n}` : `${k} ${n}s`));
+  const parts = [...counts].map(([n, k]) => (k === 1 ? `${/^[aeiou]/i.test(n) ? 'an' : 'a'} ${n}` : `${k} ${n}s`));
   return parts.length <= 1 ? parts.join('') : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }
 
