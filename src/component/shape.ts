@@ -8,21 +8,12 @@ import { assemble } from '../parse/assemble.ts';
 import { findSection, parseModule, SectionId } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
+import { stubCodeSection } from '../snapshot/code-context.ts';
 import type { ComponentContext } from './binary.ts';
 import { writeComponentRemoving } from './write.ts';
 
 /** The custom section of a stub that names its module section's ordinal. */
 const ORDINAL_SECTION = 'wiz-module-ordinal';
-
-/** Bytes of an unsigned LEB128. */
-function lebLength(n: number): number {
-  let k = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    k++;
-  }
-  return k;
-}
 
 /**
  * A module with the same types, imports, exports, tables, memories, globals, elements and start as `bytes`, every
@@ -37,15 +28,16 @@ function stubModule(bytes: Uint8Array): Uint8Array {
     return bytes;
   }
   const edits = new Map<number, BinaryWriter | null>();
-  if (findSection(ctx, SectionId.code)) {
-    const code = new BinaryWriter().u32(ctx.functionTypes.length);
-    for (let f = 0; f < ctx.functionTypes.length; f++) code.u32(3).byte(0x00).byte(0x00).byte(0x0b); // no locals; unreachable; end
-    edits.set(SectionId.code, code);
-  }
+  if (findSection(ctx, SectionId.code)) edits.set(SectionId.code, stubCodeSection(ctx));
   if (findSection(ctx, SectionId.data)) {
     const data = new BinaryWriter().u32(ctx.dataSegments.length);
-    // Each entry without its bytes: the header (mode, memory, offset) and a length of 0.
-    for (const s of ctx.dataSegments) data.raw(bytes.subarray(s.start, s.end - s.length - lebLength(s.length))).u32(0);
+    // Each entry without its bytes: the header (mode, memory, offset) and a length of 0. The header ends where the
+    // length's LEB128 starts: back from the bytes, past its last byte and every byte before it with the high bit.
+    for (const s of ctx.dataSegments) {
+      let header = s.end - s.length - 1;
+      while (bytes[header - 1]! & 0x80) header--;
+      data.raw(bytes.subarray(s.start, header)).u32(0);
+    }
     edits.set(SectionId.data, data);
   }
   const custom = new Set(ctx.sections.filter((s) => s.id === SectionId.custom).map((s) => s.name!));

@@ -7,6 +7,7 @@
 import { BinaryReader } from '../parse/reader.ts';
 import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import type { ModuleContext } from '../parse/types.ts';
+import { BinaryWriter } from '../parse/writer.ts';
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -45,6 +46,21 @@ export function functionBodies(ctx: ModuleContext): { start: number; end: number
     r.pos += size;
   }
   return bodies;
+}
+
+/**
+ * A code section for `ctx` whose bodies are stubs (no locals; `unreachable`), valid for any function type, but
+ * those in `kept` (by index among defined functions), copied.
+ */
+export function stubCodeSection(ctx: ModuleContext, kept?: ReadonlySet<number>): BinaryWriter {
+  const code = new BinaryWriter().u32(ctx.functionTypes.length);
+  const bodies = kept?.size ? functionBodies(ctx) : [];
+  for (let f = 0; f < ctx.functionTypes.length; f++) {
+    const body = kept?.has(f) ? bodies[f] : undefined;
+    if (body) code.u32(body.end - body.start).raw(ctx.bytes.subarray(body.start, body.end));
+    else code.u32(3).byte(0x00).byte(0x00).byte(0x0b);
+  }
+  return code;
 }
 
 /**

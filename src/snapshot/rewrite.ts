@@ -5,7 +5,7 @@ import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
-import { functionBodies } from './code-context.ts';
+import { stubCodeSection } from './code-context.ts';
 import { snapshotSegments, type NewSegment } from './segments.ts';
 import { refExpr, tableEdits } from './tables.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
@@ -81,15 +81,7 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
   if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
   if (options.stubCode && findSection(ctx, SectionId.code)) {
-    const code = new BinaryWriter().u32(ctx.functionTypes.length);
-    const kept = options.stubCode === true ? undefined : options.stubCode;
-    const bodies = kept?.size ? functionBodies(ctx) : [];
-    for (let f = 0; f < ctx.functionTypes.length; f++) {
-      const body = kept?.has(f) ? bodies[f] : undefined;
-      if (body) code.u32(body.end - body.start).raw(ctx.bytes.subarray(body.start, body.end));
-      else code.u32(3).byte(0x00).byte(0x00).byte(0x0b); // no locals; unreachable; end
-    }
-    edits.set(SectionId.code, code);
+    edits.set(SectionId.code, stubCodeSection(ctx, options.stubCode === true ? undefined : options.stubCode));
   }
   const custom = options.customSections ?? [];
   const out = assemble(ctx, edits, new Set([...custom.map((c) => c.name), ...(options.dropCustomSections ?? [])]));
