@@ -33,6 +33,12 @@ export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 
    * non-null object in a table is refused.
    */
   baseline?: TableBaseline;
+  /**
+   * Receives the output's skeleton with stub code (every body `unreachable`, every new data segment empty) when
+   * wiz makes one to validate the output: what the module looks like from outside, without a copy of its code
+   * or memory (a component's shape is made of these).
+   */
+  onStub?: (stub: Uint8Array) => void;
 }
 
 /**
@@ -135,6 +141,7 @@ export async function writeSnapshot(
     const skeleton = { ...rewriteOptions, skeleton: true, onWarning: undefined };
     const stub = reparsed ? undefined : rewrite(context, state, { ...skeleton, stubCode: true }) as Uint8Array<ArrayBuffer>;
     const bodies = stub && WebAssembly.validate(stub) ? bodiesToValidate(context, parseModule(stub, { dataSegments: false })) : 'all';
+    if (stub) options.onStub?.(stub);
     const valid = bodies !== 'all' && (bodies.size === 0 || WebAssembly.validate(rewrite(context, state, { ...skeleton, stubCode: bodies }) as Uint8Array<ArrayBuffer>));
     if (!valid) {
       // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.

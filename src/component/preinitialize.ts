@@ -118,6 +118,8 @@ export interface ComponentSnapshotOptions {
  */
 export async function snapshotComponentParts(ctx: ComponentContext, live: LiveComponent, options: ComponentSnapshotOptions): Promise<Uint8Array[]> {
   const modules = new Map<number, Uint8Array[]>();
+  // What the shape is made of: each written module's stub skeleton where wiz made one, else the module itself.
+  const shapes = new Map<number, Uint8Array[]>();
   for (const m of live.modules) {
     if (m.role !== 'snapshot' || !m.instrumented || !m.instance) continue;
     if (isStateless(m.instrumented) && !m.instrumented.reparsed) continue;
@@ -126,16 +128,18 @@ export async function snapshotComponentParts(ctx: ComponentContext, live: LiveCo
       provenance: false,
       removeExports: [],
       onWarning: options.onWarning,
+      onStub: (stub) => shapes.set(m.section.ordinal, [stub]),
     }, true).catch((e: unknown) => {
       throw e instanceof WizError ? new WizError(e.code, `core module ${m.section.ordinal}: ${e.message}`) : e;
     });
     modules.set(m.section.ordinal, parts);
+    if (!shapes.has(m.section.ordinal)) shapes.set(m.section.ordinal, parts);
   }
   const { parts, kept } = writeComponentRemoving(ctx, modules, options.removeExport);
   if (kept) options.onWarning?.(`the component keeps exporting "${options.removeExport}": ${kept}`, 'init-func-kept');
   // Never write an invalid component: every module was validated as it was written (the others are the input's,
   // validated when it ran); the transpiler checks the rest on the output's shape, which has the same types.
-  await transpile(componentShape(ctx, modules, kept ? undefined : options.removeExport)).catch((e: unknown) => {
+  await transpile(componentShape(ctx, shapes, kept ? undefined : options.removeExport)).catch((e: unknown) => {
     const why = e instanceof WizError ? e.message : String(e);
     throw new WizError('invalid', `the snapshot came out invalid (${why}) (a bug in wiz: please report it with the input component)`);
   });

@@ -65,7 +65,8 @@ export function shapeOrdinal(bytes: Uint8Array): number | undefined {
 }
 
 /**
- * The shape of `ctx` with some modules replaced (by ordinal, as `writeComponentRemoving` takes them) and an
+ * The shape of `ctx` with some modules replaced (by ordinal, as `writeComponentRemoving` takes them: the modules
+ * themselves, or any module with their types, imports and exports, such as a snapshot's stub skeleton) and an
  * export removed: what to transpile to run the component, or to validate a snapshot before it is written.
  */
 export function componentShape(ctx: ComponentContext, replaced: ReadonlyMap<number, Uint8Array[]> = new Map(), removeExport?: string): Uint8Array {
