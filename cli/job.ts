@@ -6,6 +6,7 @@ import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { tableBaseline } from '../src/snapshot/state.ts';
+import { tuneEngineFor } from './engine.ts';
 import { createHost, type HostOptions, type HostTrace } from './host.ts';
 import type { WizWarningCode } from '../src/errors.ts';
 import { isComponent } from '../src/component/binary.ts';
@@ -25,6 +26,11 @@ export interface InitJob extends CommonJob {
   kind: 'init';
   initFunc?: string;
   keepInitFunc?: boolean;
+  /**
+   * This process runs wiz's command line and nothing else: after validating the input whole, V8 may compile it
+   * without validating function bodies ahead of time, and tier as suits one run (see `tuneEngineFor`).
+   */
+  ownProcess?: boolean;
 }
 
 export interface SnapshotJob extends CommonJob {
@@ -67,7 +73,11 @@ export async function runJob(job: Job, out: JobOutput, onTrace?: (trace: HostTra
   const host = await createHost(job.host, out.warn);
   try {
     if (job.kind === 'init') {
+      // The engine validates the input in its background threads while wiz instruments it; then V8 is tuned for
+      // the one run (after the preloads compiled, fully validated).
+      const validated = job.ownProcess ? WebAssembly.compile(job.input as Uint8Array<ArrayBuffer>).then(() => tuneEngineFor(job.input)) : undefined;
       return await preinitializeParts(job.input, {
+        validated,
         initFunc: job.initFunc,
         keepInitFunc: job.keepInitFunc,
         renames: job.renames,

@@ -172,7 +172,7 @@ function defineInit(cmd: Command): Command {
       const job: Job = {
         kind: 'init', input: readInput(input), initFunc: opts.initFunc, keepInitFunc: opts.keepInitFunc,
         renames: opts.renameFunc, keepInstrumentation: opts.keepInstrumentation, host: hostOptions(opts, output),
-        printToStderr: output === '-', quiet: opts.quiet,
+        printToStderr: output === '-', quiet: opts.quiet, ownProcess: true,
       };
       const run = (j: Job) => (opts.checkDeterminism ? initChecked(j as InitJob, (k, out) => execute(k, opts, out)) : execute(j, opts));
       await step('init', input, output, job, opts, run, started);

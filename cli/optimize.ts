@@ -87,10 +87,10 @@ async function runBinaryen(wasm: Uint8Array, options: { keepNames?: boolean }): 
     module.optimize();
     // The optimizer may renumber globals: instrumentation kept for wiz snapshot is renamed after what it exports.
     const bytes = renameInstrumentation(keepTargetFeatures(wasm, module.emitBinary()));
-    try {
-      await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
-    } catch (e) {
-      throw new WizError('invalid', `Binaryen's output does not compile here (${(e as Error).message}); write the module without --optimize`);
+    // Validated, not just compiled: the command line may have made V8 validate function bodies lazily.
+    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) {
+      const why = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).then(() => 'WebAssembly.validate refused it', (e: Error) => e.message);
+      throw new WizError('invalid', `Binaryen's output does not compile here (${why}); write the module without --optimize`);
     }
     return { bytes, features: featureNames(binaryen, features), keptNames, ms: performance.now() - start };
   } finally {

@@ -1,6 +1,6 @@
 import { WizError } from './errors.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
-import { compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
+import { compileError, compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
@@ -16,6 +16,14 @@ export interface PreinitializeOptions extends InitializeOptions, Pick<SnapshotOp
   renames?: readonly string[];
   /** Keep the `__wizer_` exports, so that the output can be snapshotted again (and record provenance). */
   keepInstrumentation?: boolean;
+  /**
+   * Settles once the caller has validated `wasm` whole, and rejects with the engine's error if it is invalid: e.g.
+   * `WebAssembly.compile(wasm)`, started before this call, so that the engine validates in its background threads
+   * while wiz instruments. wiz awaits it before compiling the module it runs, and does not validate the input on
+   * its own again. This is what lets a host compile that module without validating function bodies ahead of time
+   * (wiz's command line turns on V8's `--wasm-lazy-validation` once it settles).
+   */
+  validated?: PromiseLike<unknown>;
 }
 
 export interface SnapshotOptions extends Pick<RewriteOptions, 'removeExports' | 'renames' | 'onWarning' | 'customSections' | 'dropCustomSections'> {
@@ -51,10 +59,14 @@ export async function preinitialize(wasm: Uint8Array, options: PreinitializeOpti
 
 /** `preinitialize`, returning the output as chunks in order (views, not copies), e.g. to write them to a file. */
 export async function preinitializeParts(wasm: Uint8Array, options: PreinitializeOptions = {}): Promise<Uint8Array[]> {
+  const validated = options.validated && Promise.resolve(options.validated);
+  validated?.catch(() => {}); // awaited below, unless instrumenting fails first
   const instrumented = instrument(wasm);
+  if (validated) await validated.catch((e: unknown) => { throw compileError(e); });
   // With the probe appended, the module's own validity is checked on its own (at the same time): code that
   // refers to indices past the module's (the probe's table, segment or function) is invalid, and must not run.
-  const probed = instrumented.probe.functions !== undefined || instrumented.probe.dropped !== undefined;
+  // A caller that validated the input has done that check.
+  const probed = !validated && (instrumented.probe.functions !== undefined || instrumented.probe.dropped !== undefined);
   const [module] = await Promise.all([compileModule(instrumented.bytes, wasm), probed ? compileModule(wasm) : undefined]);
   const initFunc = resolveInitFunc(instrumented.context, options);
   let baseline: TableBaseline | undefined;
@@ -146,7 +158,11 @@ export async function writeSnapshot(
     if (!valid) {
       // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
       const whole = rewrite(context, state, skeleton) as Uint8Array<ArrayBuffer>;
-      if (!WebAssembly.validate(whole)) await WebAssembly.compile(whole);
+      // (An engine that validates function bodies lazily compiles an invalid one: the verdict stays validate's.)
+      if (!WebAssembly.validate(whole)) {
+        await WebAssembly.compile(whole);
+        throw new Error('WebAssembly.validate refused it');
+      }
     }
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it

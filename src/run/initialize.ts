@@ -68,7 +68,8 @@ const FEATURE_NODE: Record<string, string> = {
   custom_page_sizes: 'no Node release', fp16: 'no Node release',
 };
 
-function compileError(e: unknown): WizError {
+/** The engine's refusal of a module, as one line. */
+export function compileError(e: unknown): WizError {
   const message = String((e as Error)?.message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
   // Edge runtimes (workerd, Vercel Edge) refuse every module compiled from bytes, valid or not.
   if (/code generation disallowed/i.test(message)) {
