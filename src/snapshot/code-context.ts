@@ -53,15 +53,24 @@ export function functionBodies(ctx: ModuleContext): { start: number; end: number
  * those in `kept` (by index among defined functions), copied.
  */
 export function stubCodeSection(ctx: ModuleContext, kept?: ReadonlySet<number>): BinaryWriter {
-  const code = new BinaryWriter().u32(ctx.functionTypes.length);
+  const count = ctx.functionTypes.length;
+  const code = new BinaryWriter().u32(count);
+  // Every stub is the same 4 bytes (size 3, no locals, unreachable, end): runs of them are views of one array.
+  const stubs = new Uint8Array(4 * count);
+  if (count > 0) stubs.set(STUB_BODY);
+  for (let filled = 4; filled < stubs.length; filled *= 2) stubs.copyWithin(filled, 0, Math.min(filled, stubs.length - filled));
   const bodies = kept?.size ? functionBodies(ctx) : [];
-  for (let f = 0; f < ctx.functionTypes.length; f++) {
-    const body = kept?.has(f) ? bodies[f] : undefined;
-    if (body) code.u32(body.end - body.start).raw(ctx.bytes.subarray(body.start, body.end));
-    else code.u32(3).byte(0x00).byte(0x00).byte(0x0b);
+  let run = 0;
+  for (const f of [...(kept ?? [])].sort((a, b) => a - b)) {
+    const body = bodies[f];
+    if (!body) continue;
+    code.raw(stubs.subarray(4 * run, 4 * f)).u32(body.end - body.start).raw(ctx.bytes.subarray(body.start, body.end));
+    run = f + 1;
   }
-  return code;
+  return code.raw(stubs.subarray(4 * run));
 }
+
+const STUB_BODY = [0x03, 0x00, 0x00, 0x0b];
 
 /**
  * The function bodies of `output` to validate again (by their index among defined functions), its code being

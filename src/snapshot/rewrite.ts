@@ -191,13 +191,70 @@ function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments:
     else w.raw(ctx.bytes.subarray(s.start, s.end));
   }
   const memory64 = new Map(ctx.memories.map((m) => [m.index, m.memory64]));
+  // A snapshot has up to thousands of segments: their headers are encoded into one array here, between views of
+  // memory (the writer's per-byte calls were most of this function's time). A skeleton's offsets are all 0: a
+  // module validates the same whatever their values.
+  const headers = new Uint8Array(segments.length * MAX_HEADER);
+  let at = 0;
+  let from = 0;
   for (const s of segments) {
-    if (s.memory === 0) w.byte(0x00);
-    else w.byte(0x02).u32(s.memory);
-    if (memory64.get(s.memory)) w.byte(0x42).s64(BigInt(s.offset));
-    else w.byte(0x41).s32(s.offset | 0);
-    if (skeleton) w.byte(0x0b).u32(0);
-    else w.byte(0x0b).u32(s.bytes.length).raw(s.bytes);
+    if (s.memory === 0) headers[at++] = 0x00;
+    else {
+      headers[at++] = 0x02;
+      at = putU32(headers, at, s.memory);
+    }
+    if (memory64.get(s.memory)) {
+      headers[at++] = 0x42;
+      at = putS64(headers, at, skeleton ? 0n : BigInt(s.offset));
+    } else {
+      headers[at++] = 0x41;
+      at = putS32(headers, at, skeleton ? 0 : s.offset | 0);
+    }
+    headers[at++] = 0x0b;
+    if (skeleton) headers[at++] = 0x00;
+    else {
+      at = putU32(headers, at, s.bytes.length);
+      w.raw(headers.subarray(from, at)).raw(s.bytes);
+      from = at;
+    }
   }
-  return w;
+  return w.raw(headers.subarray(from, at));
+}
+
+/** The longest segment header: flag, memory index (LEB128: 5), i64.const (1 + 10), end, length (up to 2^53: 8). */
+const MAX_HEADER = 26;
+
+/** Unsigned LEB128 (up to 2^53), as `BinaryWriter.u32`. */
+function putU32(b: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    b[at++] = (v % 128) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  b[at++] = v;
+  return at;
+}
+
+function putS32(b: Uint8Array, at: number, v: number): number {
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      b[at++] = byte;
+      return at;
+    }
+    b[at++] = byte | 0x80;
+  }
+}
+
+function putS64(b: Uint8Array, at: number, v: bigint): number {
+  v = BigInt.asIntN(64, v);
+  for (;;) {
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    if ((v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0)) {
+      b[at++] = byte;
+      return at;
+    }
+    b[at++] = byte | 0x80;
+  }
 }
