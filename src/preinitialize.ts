@@ -4,7 +4,7 @@ import { compileError, compileModule, initialize, resolveInitFunc, type Initiali
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
-import { snapshotSegments } from './snapshot/segments.ts';
+import { snapshotData } from './snapshot/segments.ts';
 import { bodiesToValidate } from './snapshot/code-context.ts';
 import { parseModule } from './parse/module.ts';
 import { instanceReader, tableBaseline, takeSnapshot, type StateReader, type TableBaseline } from './snapshot/state.ts';
@@ -140,7 +140,7 @@ export async function writeSnapshot(
     replacePreviousSegments: reparsed,
     customSections,
     dropCustomSections,
-    segments: snapshotSegments(state.memories),
+    segments: snapshotData(state.memories, (index) => context.memories.find((m) => m.index === index)?.memory64 ?? false),
   };
   const parts = rewriteParts(context, state, rewriteOptions);
   const output = views ? parts : [concat(parts)];

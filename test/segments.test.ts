@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MAX_DATA_SEGMENTS, scanRuns, scanSegmentsForTest, scriptSegments, snapshotSegments, type NewSegment } from '../src/snapshot/segments.ts';
+import { MAX_DATA_SEGMENTS, scanDataForTest, scanRuns, scanSegmentsForTest, scriptSegments, snapshotSegments, type NewSegment, type SnapshotData } from '../src/snapshot/segments.ts';
 import { SCAN_IN_PLACE_WASM_BASE64, SCAN_SHARED_WASM_BASE64, SCAN_WASM_BASE64 } from '../src/snapshot/scan-wasm.ts';
 import type { MemoryState } from '../src/snapshot/state.ts';
 import wabtInit from 'wabt';
@@ -204,6 +204,50 @@ describe('the WebAssembly scanner', () => {
       }
     }
     expect(compared).toBeGreaterThan(180);
+  });
+
+  /** The segments of `data`, its encoded entries read back as a data section's (flags, memory, i32.const, end, length, bytes). */
+  function decoded(data: SnapshotData): NewSegment[] {
+    return data.pieces.flatMap((piece) => {
+      if (!('encoded' in piece)) return [piece];
+      const r = new BinaryReader(piece.encoded);
+      const out: NewSegment[] = [];
+      for (let k = 0; k < piece.count; k++) {
+        const flags = r.u8();
+        const memory = flags === 2 ? r.u32() : 0;
+        expect([flags, r.u8()]).toEqual([memory === 0 ? 0 : 2, 0x41]);
+        const offset = r.s33() >>> 0;
+        expect(r.u8()).toBe(0x0b);
+        const length = r.u32();
+        out.push({ memory, offset, bytes: piece.encoded.slice(r.pos, r.pos + length) });
+        r.skip(length);
+      }
+      expect(r.pos).toBe(piece.encoded.length);
+      expect(out.every((x) => x.memory === piece.memory)).toBe(true);
+      return out;
+    });
+  }
+
+  it('encodes the segments it keeps as data section entries, through the window and in place, that read back to the same segments', () => {
+    let encoded = 0;
+    for (const [run, gap] of [[1, 7], [3, 3], [1, 12], [40, 2], [200, 900], [100000, 1]] as const) {
+      for (const size of [1, 1000, 4099, 70001, 131075]) {
+        for (const limit of [3, 10_000]) {
+          for (const window of [4096, 1 << 20, 'in place'] as const) {
+            const memories = [live(pattern(size, size + run, run, gap)), live(pattern(size >> 1, gap, gap, run), 1), live(pattern(size + 5, run, run, gap), 300, true)];
+            const expected = scriptSegments(memories, limit);
+            const data = scanDataForTest(memories, limit, window, () => true);
+            if (data === undefined) continue;
+            encoded += data.pieces.filter((p) => 'encoded' in p).length;
+            const segments = decoded(data);
+            expect(data.count).toBe(expected.length);
+            expect(spans(segments)).toEqual(spans(expected));
+            for (const [i, s] of segments.entries()) expect(s.bytes).toEqual(expected[i]!.bytes);
+          }
+        }
+      }
+    }
+    expect(encoded).toBeGreaterThan(100);
   });
 
   it('reads in place a 0-page memory, runs at the very first and last bytes, and a memory without a zero', () => {

@@ -6,7 +6,7 @@ import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts'
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, concat } from '../parse/writer.ts';
 import { stubCodeSection } from './code-context.ts';
-import { snapshotSegments, type NewSegment } from './segments.ts';
+import { snapshotSegments, type NewSegment, type SnapshotData } from './segments.ts';
 import { refExpr, tableEdits } from './tables.ts';
 import type { GlobalBits, Snapshot } from './state.ts';
 
@@ -27,7 +27,7 @@ export interface RewriteOptions {
    */
   replacePreviousSegments?: boolean;
   /** The data segments, when the caller computed them already (by default, from the snapshot's memories). */
-  segments?: readonly NewSegment[];
+  segments?: readonly NewSegment[] | SnapshotData;
   /**
    * Leave the new segments' bytes out (each written with length 0): a module that validates exactly when the
    * full one does (bytes cannot make a module invalid), at a fraction of the cost for big memories.
@@ -64,7 +64,8 @@ export function rewrite(ctx: ModuleContext, snapshot: Snapshot, options: Rewrite
  */
 export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: RewriteOptions): Uint8Array[] {
   const renames = parseRenames(options.renames ?? []);
-  const segments = options.segments ?? snapshotSegments(snapshot.memories);
+  const given = options.segments ?? snapshotSegments(snapshot.memories);
+  const segments: SnapshotData = 'pieces' in given ? given : { count: given.length, pieces: given };
   const kept = options.replacePreviousSegments ? ctx.dataSegments.slice(0, firstOfTrailingActive(ctx)) : ctx.dataSegments;
   const edits = new Map<number, BinaryWriter | null>([
     [SectionId.start, null],
@@ -79,7 +80,7 @@ export function rewriteParts(ctx: ModuleContext, snapshot: Snapshot, options: Re
   }, edits);
   if (ctx.memories.length > 0) edits.set(SectionId.memory, memorySection(ctx, snapshot));
   if (ctx.exports.length > 0 || options.keepInstrumentation) edits.set(SectionId.export, exportSection(ctx, options, renames));
-  if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.length));
+  if (ctx.dataCount !== undefined) edits.set(SectionId.dataCount, new BinaryWriter().u32(kept.length + segments.count));
   if (options.stubCode && findSection(ctx, SectionId.code)) {
     edits.set(SectionId.code, stubCodeSection(ctx, options.stubCode === true ? undefined : options.stubCode));
   }
@@ -184,38 +185,51 @@ export function parseRenames(specs: readonly string[]): Map<string, string> {
 }
 
 /** Kept active and dropped passive segments become empty passive ones; other passive segments stay; the snapshot's follow. */
-function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: readonly NewSegment[], dropped: ReadonlySet<number>, skeleton: boolean): BinaryWriter {
-  const w = new BinaryWriter().u32(kept.length + segments.length);
+function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments: SnapshotData, dropped: ReadonlySet<number>, skeleton: boolean): BinaryWriter {
+  const w = new BinaryWriter().u32(kept.length + segments.count);
   for (const [i, s] of kept.entries()) {
     if (s.mode === 'active' || dropped.has(i)) w.byte(0x01).u32(0);
     else w.raw(ctx.bytes.subarray(s.start, s.end));
   }
   const memory64 = new Map(ctx.memories.map((m) => [m.index, m.memory64]));
   // A snapshot has up to thousands of segments: their headers are encoded into one array here, between views of
-  // memory (the writer's per-byte calls were most of this function's time). A skeleton's offsets are all 0: a
-  // module validates the same whatever their values.
-  const headers = new Uint8Array(segments.length * MAX_HEADER);
+  // memory (the writer's per-byte calls were most of this function's time), when the scanner did not encode
+  // them. A skeleton's offsets are all 0: a module validates the same whatever their values.
+  let headers = new Uint8Array(segments.pieces.length * MAX_HEADER);
   let at = 0;
   let from = 0;
-  for (const s of segments) {
-    if (s.memory === 0) headers[at++] = 0x00;
-    else {
-      headers[at++] = 0x02;
-      at = putU32(headers, at, s.memory);
-    }
-    if (memory64.get(s.memory)) {
-      headers[at++] = 0x42;
-      at = putS64(headers, at, skeleton ? 0n : BigInt(s.offset));
-    } else {
-      headers[at++] = 0x41;
-      at = putS32(headers, at, skeleton ? 0 : s.offset | 0);
-    }
-    headers[at++] = 0x0b;
-    if (skeleton) headers[at++] = 0x00;
-    else {
-      at = putU32(headers, at, s.bytes.length);
-      w.raw(headers.subarray(from, at)).raw(s.bytes);
+  for (const s of segments.pieces) {
+    if ('encoded' in s && !skeleton) {
+      w.raw(headers.subarray(from, at)).raw(s.encoded);
       from = at;
+      continue;
+    }
+    for (let n = ('count' in s ? s.count : 1); n > 0; n--) {
+      if (at + MAX_HEADER > headers.length) {
+        w.raw(headers.subarray(from, at));
+        headers = new Uint8Array(Math.max(headers.length, 1024) * 2);
+        at = from = 0;
+      }
+      if (s.memory === 0) headers[at++] = 0x00;
+      else {
+        headers[at++] = 0x02;
+        at = putU32(headers, at, s.memory);
+      }
+      const offset = skeleton || !('offset' in s) ? 0 : s.offset;
+      if (memory64.get(s.memory)) {
+        headers[at++] = 0x42;
+        at = putS64(headers, at, BigInt(offset));
+      } else {
+        headers[at++] = 0x41;
+        at = putS32(headers, at, offset | 0);
+      }
+      headers[at++] = 0x0b;
+      if (skeleton || !('bytes' in s)) headers[at++] = 0x00;
+      else {
+        at = putU32(headers, at, s.bytes.length);
+        w.raw(headers.subarray(from, at)).raw(s.bytes);
+        from = at;
+      }
     }
   }
   return w.raw(headers.subarray(from, at));

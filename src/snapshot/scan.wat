@@ -180,6 +180,68 @@
     (if (i64.ge_s (global.get $start) (i64.const 0))
       (then (call $emit (global.get $start) (global.get $end) (global.get $gapBefore)))))
 
+;; Writes the first $n segments kept of the memory just scanned as entries of a data section, at $dst in its
+  ;; own memory: each a header (flags 0, or 2 and the memory index; i32.const offset; end; length) and its bytes,
+  ;; copied from memory 0 at $base + offset (the window's start, or 0 in place). Returns where the entries end.
+  ;; A sparse memory has thousands of segments: JavaScript would encode them cold, one call per byte.
+  (func (export "encode") (param $n i32) (param $memory i32) (param $base i32) (param $dst i32) (result i32)
+    (local $k i32)
+    (local $at i32)
+    (local $pair i32)
+    (local $start i32)
+    (local $len i32)
+    (local.set $at (local.get $dst))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $k) (local.get $n)))
+        (local.set $pair (i32.add (global.get $OUT) (i32.shl (local.get $k) (i32.const 4))))
+        (local.set $start (i32.wrap_i64 (i64.load $own (local.get $pair))))
+        (local.set $len (i32.sub (i32.wrap_i64 (i64.load $own offset=8 (local.get $pair))) (local.get $start)))
+        (if (local.get $memory)
+          (then
+            (i32.store8 $own (local.get $at) (i32.const 0x02))
+            (local.set $at (call $u32 (i32.add (local.get $at) (i32.const 1)) (local.get $memory))))
+          (else
+            (i32.store8 $own (local.get $at) (i32.const 0x00))
+            (local.set $at (i32.add (local.get $at) (i32.const 1)))))
+        (i32.store8 $own (local.get $at) (i32.const 0x41))
+        (local.set $at (call $s32 (i32.add (local.get $at) (i32.const 1)) (local.get $start)))
+        (i32.store8 $own (local.get $at) (i32.const 0x0b))
+        (local.set $at (call $u32 (i32.add (local.get $at) (i32.const 1)) (local.get $len)))
+        (memory.copy $own 0 (local.get $at) (i32.add (local.get $base) (local.get $start)) (local.get $len))
+        (local.set $at (i32.add (local.get $at) (local.get $len)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $next)))
+    (local.get $at))
+
+  ;; Unsigned LEB128 of $v (read unsigned) at $at; returns the address after it.
+  (func $u32 (param $at i32) (param $v i32) (result i32)
+    (loop $more
+      (if (i32.ge_u (local.get $v) (i32.const 0x80))
+        (then
+          (i32.store8 $own (local.get $at) (i32.or (i32.and (local.get $v) (i32.const 0x7f)) (i32.const 0x80)))
+          (local.set $at (i32.add (local.get $at) (i32.const 1)))
+          (local.set $v (i32.shr_u (local.get $v) (i32.const 7)))
+          (br $more))))
+    (i32.store8 $own (local.get $at) (local.get $v))
+    (i32.add (local.get $at) (i32.const 1)))
+
+  ;; Signed LEB128 of $v at $at; returns the address after it.
+  (func $s32 (param $at i32) (param $v i32) (result i32)
+    (local $byte i32)
+    (loop $more
+      (local.set $byte (i32.and (local.get $v) (i32.const 0x7f)))
+      (local.set $v (i32.shr_s (local.get $v) (i32.const 7)))
+      (if (i32.eqz (i32.or
+            (i32.and (i32.eqz (local.get $v)) (i32.eqz (i32.and (local.get $byte) (i32.const 0x40))))
+            (i32.and (i32.eq (local.get $v) (i32.const -1)) (i32.ne (i32.and (local.get $byte) (i32.const 0x40)) (i32.const 0)))))
+        (then
+          (i32.store8 $own (local.get $at) (i32.or (local.get $byte) (i32.const 0x80)))
+          (local.set $at (i32.add (local.get $at) (i32.const 1)))
+          (br $more))))
+    (i32.store8 $own (local.get $at) (local.get $byte))
+    (i32.add (local.get $at) (i32.const 1)))
+
   (func (export "count") (result i64) (global.get $count))
   (func (export "quota") (result i64) (global.get $quota))
   (func (export "longGap") (result i32) (global.get $longGap)))

@@ -9,6 +9,22 @@ export interface NewSegment {
 }
 
 /**
+ * Segments already encoded as entries of a data section (headers and bytes, in order): `count` segments of
+ * memory `memory`. The scanner writes them for a memory with many small segments.
+ */
+export interface EncodedSegments {
+  memory: number;
+  count: number;
+  encoded: Uint8Array;
+}
+
+/** The data segments of a snapshot, in order: single segments (views of memory) and runs of encoded ones. */
+export interface SnapshotData {
+  count: number;
+  pieces: readonly (NewSegment | EncodedSegments)[];
+}
+
+/**
  * Gaps of zeros this short are cheaper to write than a new segment: a segment costs at least 4 bytes (memory
  * index, `i32.const`, its offset and the length).
  */
@@ -26,13 +42,45 @@ export const MAX_DATA_SEGMENTS = 10_000;
  * MB (millions of runs) stay cheap.
  */
 export function snapshotSegments(memories: readonly MemoryState[], limit = MAX_DATA_SEGMENTS): NewSegment[] {
+  const data = scannedData(memories, limit, () => false);
+  return data ? data.pieces as NewSegment[] : scriptSegments(memories, limit);
+}
+
+/**
+ * `snapshotSegments` as a data section's entries: where a 32-bit memory (not `memory64(index)`) has many small
+ * segments, the scanner encodes them (headers and a copy of their bytes, up to `ENCODE_MAX_BYTES`), so that
+ * nothing is done per segment in JavaScript.
+ */
+export function snapshotData(memories: readonly MemoryState[], memory64: (index: number) => boolean = () => false): SnapshotData {
+  const data = scannedData(memories, MAX_DATA_SEGMENTS, (m, bytes, count) => !memory64(m.index) && bytes <= ENCODE_MAX_BYTES && count >= ENCODE_MIN_COUNT);
+  if (data) return data;
+  const pieces = scriptSegments(memories);
+  return { count: pieces.length, pieces };
+}
+
+/** The scanner's result, encoding a memory's segments where `encode` says; undefined where it cannot run. */
+function scannedData(memories: readonly MemoryState[], limit: number, encode: Encode): SnapshotData | undefined {
   const scanner = limit <= SCANNER_CAPACITY && memories.length < SCANNER_CAPACITY - limit ? loadScanner() : undefined;
   const readingOf = (m: MemoryState): Reading => {
     const inPlace = inPlaceScanner(m);
     return inPlace ? { scanner: inPlace, inPlace: true } : { scanner: scanner!, inPlace: false };
   };
-  return (scanner && scanSegments(memories, limit, readingOf)) ?? scriptSegments(memories, limit);
+  return (scanner && scanSegments(memories, limit, readingOf, SCANNER_WINDOW_SIZE, encode)) || undefined;
 }
+
+/** Whether the scanner encodes the `count` segments it keeps of memory `m` (`bytes` in all). */
+type Encode = (m: MemoryState, bytes: number, count: number) => boolean;
+
+/**
+ * A memory's segments are encoded by the scanner when they hold at most this many bytes: the copy costs about
+ * what JavaScript's work on 10,000 segments does at 16–32 MB (measured: a byte every 8 in 16 MiB, 240 → 230 ms;
+ * a byte every 4 KiB in 64 MiB, 26 MB kept, 280 → 270 ms)...
+ */
+const ENCODE_MAX_BYTES = 32 << 20;
+/** ...and are at least this many (below, JavaScript's work per segment does not matter). */
+const ENCODE_MIN_COUNT = 64;
+/** The longest header the scanner writes: flags, memory index (5), i32.const and its offset (1 + 5), end, length (5). */
+const ENCODED_HEADER_MAX = 18;
 
 /** snapshotSegments in JavaScript: where WebAssembly cannot be compiled at run time (edge platforms). */
 export function scriptSegments(memories: readonly MemoryState[], limit = MAX_DATA_SEGMENTS): NewSegment[] {
@@ -132,6 +180,7 @@ interface Scanner {
   begin(mode: number, threshold: bigint, quota: bigint, cap: number): void;
   scan(shift: bigint, from: number, len: number): void;
   finish(size: bigint): void;
+  encode(n: number, memory: number, base: number, dst: number): number;
   count(): bigint;
   quota(): bigint;
   longGap(): number;
@@ -230,49 +279,83 @@ function scanMemory(reading: Reading, bytes: Uint8Array, window: number): void {
  * `scriptSegments`, with the same result. Undefined when a merge threshold falls among the gaps the histogram
  * does not tell apart (more than `limit` segments separated by 64 KiB or more).
  */
-function scanSegments(memories: readonly MemoryState[], limit: number, readingOf: (m: MemoryState) => Reading, window = SCANNER_WINDOW_SIZE): NewSegment[] | undefined {
+function scanSegments(
+  memories: readonly MemoryState[],
+  limit: number,
+  readingOf: (m: MemoryState) => Reading,
+  window = SCANNER_WINDOW_SIZE,
+  encode: Encode = () => false,
+): SnapshotData | undefined {
   const readings = memories.map(readingOf);
   const scanners = new Set(readings.map((r) => r.scanner));
   // Scanners made for this call have counted nothing yet; clearing their fresh memory would only fault its pages in.
   for (const scanner of new Set(readings.filter((r) => !r.inPlace).map((r) => r.scanner))) scanner.clear();
   // Keeps the first `cap` segments, counts them all; the quota of merges at the threshold carries across memories.
   // Each memory's kept (start, end) pairs are copied out as numbers (read as u32 halves: no BigInt per value),
-  // and made segments only for the pass whose result is returned.
-  const pass = (mode: number, threshold: bigint, quota: bigint, cap: number): { kept: [MemoryState, Float64Array][]; total: number } => {
-    const kept: [MemoryState, Float64Array][] = [];
+  // and made segments only for the pass whose result is returned. A memory whose segments are all kept may have
+  // them encoded right after its scan, while the scanner still reads it (the window holds only the last piece).
+  type Kept = { m: MemoryState; pairs: Float64Array; encoded?: Uint8Array };
+  const pass = (mode: number, threshold: bigint, quota: bigint, cap: number): { kept: Kept[]; total: number } => {
+    const kept: Kept[] = [];
     let total = 0;
     for (const [k, m] of memories.entries()) {
-      const { scanner } = readings[k]!;
+      const reading = readings[k]!;
+      const { scanner } = reading;
       const room = Math.max(0, cap - total);
       scanner.begin(mode, threshold, quota, room);
-      scanMemory(readings[k]!, m.bytes, window);
+      scanMemory(reading, m.bytes, window);
       quota = scanner.quota();
       const count = Number(scanner.count());
       total += count;
       const words = new Uint32Array(scanner.memory.buffer, SCANNER_OUTPUT, 4 * Math.min(count, room));
       const pairs = new Float64Array(words.length / 2);
-      for (let w = 0, p = 0; w < words.length; w += 2, p++) pairs[p] = words[w]! + words[w + 1]! * 0x1_0000_0000;
-      kept.push([m, pairs]);
+      let bytes = 0;
+      for (let w = 0, p = 0; w < words.length; w += 2, p++) {
+        pairs[p] = words[w]! + words[w + 1]! * 0x1_0000_0000;
+        bytes += p & 1 ? pairs[p]! - pairs[p - 1]! : 0;
+      }
+      const complete = count <= room && total <= cap;
+      const readable = reading.inPlace || m.bytes.length <= window;
+      kept.push({ m, pairs, encoded: complete && readable && encode(m, bytes, count) ? encodeKept(reading, m, count, bytes) : undefined });
       if (mode === 2 && total > cap) break;
     }
     return { kept, total };
   };
-  const segmentsOf = (kept: [MemoryState, Float64Array][]): NewSegment[] => {
-    const segments: NewSegment[] = [];
-    for (const [m, pairs] of kept) {
-      for (let p = 0; p < pairs.length; p += 2) segments.push({ memory: m.index, offset: pairs[p]!, bytes: m.bytes.subarray(pairs[p]!, pairs[p + 1]!) });
+  const dataOf = (kept: Kept[]): SnapshotData => {
+    const pieces: (NewSegment | EncodedSegments)[] = [];
+    let count = 0;
+    for (const { m, pairs, encoded } of kept) {
+      count += pairs.length / 2;
+      if (encoded) pieces.push({ memory: m.index, count: pairs.length / 2, encoded });
+      else for (let p = 0; p < pairs.length; p += 2) pieces.push({ memory: m.index, offset: pairs[p]!, bytes: m.bytes.subarray(pairs[p]!, pairs[p + 1]!) });
     }
-    return segments;
+    return { count, pieces };
   };
   const first = pass(1, BigInt(MAX_MERGED_GAP + 1), 0n, limit);
-  if (first.total <= limit) return segmentsOf(first.kept);
+  if (first.total <= limit) return dataOf(first.kept);
   const gaps = new GapHistogram();
   for (const scanner of scanners) gaps.addCounts(new Uint32Array(scanner.memory.buffer, SCANNER_HISTOGRAM, 65536));
   const { threshold, quota } = gaps.smallest(first.total - limit);
   if (threshold >= SCANNER_LONG_GAP && [...scanners].some((s) => s.longGap())) return undefined;
   // The second pass may keep more than `limit` segments: gaps between memories never merge.
   const merged = pass(2, threshold === Infinity ? (1n << 62n) : BigInt(threshold), BigInt(quota), SCANNER_CAPACITY);
-  return merged.total > SCANNER_CAPACITY ? undefined : segmentsOf(merged.kept);
+  return merged.total > SCANNER_CAPACITY ? undefined : dataOf(merged.kept);
+}
+
+/**
+ * The `count` segments the scanner keeps of `m`, encoded by it after its scan (see scan.wat's `encode`): a view
+ * of the memory of a scanner made for this memory alone, or a copy out of the window scanner's, which the next
+ * scan uses again.
+ */
+function encodeKept({ scanner, inPlace }: Reading, m: MemoryState, count: number, bytes: number): Uint8Array {
+  // Past what the scanner uses: its output in place, the window otherwise.
+  const dst = inPlace ? SCANNER_WINDOW : SCANNER_WINDOW + SCANNER_WINDOW_SIZE;
+  const need = dst + bytes + ENCODED_HEADER_MAX * count;
+  const have = scanner.memory.buffer.byteLength;
+  if (need > have) scanner.memory.grow(Math.ceil((need - have) / 65536));
+  const end = scanner.encode(count, m.index, inPlace ? 0 : SCANNER_WINDOW, dst);
+  const encoded = new Uint8Array(scanner.memory.buffer, dst, end - dst);
+  return inPlace ? encoded : encoded.slice();
 }
 
 /**
@@ -281,15 +364,20 @@ function scanSegments(memories: readonly MemoryState[], limit: number, readingOf
  * cannot be), the others through the window. Undefined as `scanSegments`.
  */
 export function scanSegmentsForTest(memories: readonly MemoryState[], limit: number, window: number | 'in place'): NewSegment[] | undefined {
+  return scanDataForTest(memories, limit, window, () => false)?.pieces as NewSegment[] | undefined;
+}
+
+/** `scanSegmentsForTest`, with the memories whose segments `encode` chooses encoded by the scanner. */
+export function scanDataForTest(memories: readonly MemoryState[], limit: number, window: number | 'in place', encode: Encode): SnapshotData | undefined {
   const scanner = loadScanner();
   if (!scanner) throw new Error('this engine cannot compile the scanner');
-  if (window !== 'in place') return scanSegments(memories, limit, () => ({ scanner, inPlace: false }), window);
+  if (window !== 'in place') return scanSegments(memories, limit, () => ({ scanner, inPlace: false }), window, encode);
   return scanSegments(memories, limit, (m) => {
     if (!m.memory) return { scanner, inPlace: false };
     const inPlace = inPlaceScanner(m, 0);
     if (!inPlace) throw new Error(`memory ${m.index} cannot be scanned in place`);
     return { scanner: inPlace, inPlace: true };
-  });
+  }, SCANNER_WINDOW_SIZE, encode);
 }
 
 /** True when the 32-bit word has a zero byte. */
