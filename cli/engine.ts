@@ -12,6 +12,17 @@ const V8_TIERING_BUDGET = 1_800_000;
 export const SMALL_MODULE_BYTES = 8 * 1024;
 
 /**
+ * Modules from this size on have enough code for validating it twice, and for tiering lukewarm functions, to cost
+ * more than tuning does (loading node:v8, ~5 ms, and compiling the input on its own).
+ */
+const LARGE_MODULE_BYTES = 1 << 20;
+
+/** Whether tuning V8 (`tuneEngineFor`) pays for `input`: small and large modules; the others run as they are. */
+export function tuningPays(input: Uint8Array): boolean {
+  return input.length <= SMALL_MODULE_BYTES || input.length >= LARGE_MODULE_BYTES;
+}
+
+/**
  * Tunes V8 for running `input` once, after the engine validated it whole (every module compiled afterwards must
  * be validated with `WebAssembly.validate`, never by compiling):
  * - `--wasm-lazy-validation`: function bodies are validated when first compiled rather than when the module is.

@@ -6,7 +6,7 @@ import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { tableBaseline } from '../src/snapshot/state.ts';
-import { tuneEngineFor } from './engine.ts';
+import { tuneEngineFor, tuningPays } from './engine.ts';
 import { createHost, type HostOptions, type HostTrace } from './host.ts';
 import type { WizWarningCode } from '../src/errors.ts';
 import { isComponent } from '../src/component/binary.ts';
@@ -75,7 +75,7 @@ export async function runJob(job: Job, out: JobOutput, onTrace?: (trace: HostTra
     if (job.kind === 'init') {
       // The engine validates the input in its background threads while wiz instruments it; then V8 is tuned for
       // the one run (after the preloads compiled, fully validated).
-      const validated = job.ownProcess ? WebAssembly.compile(job.input as Uint8Array<ArrayBuffer>).then(() => tuneEngineFor(job.input)) : undefined;
+      const validated = job.ownProcess && tuningPays(job.input) ? WebAssembly.compile(job.input as Uint8Array<ArrayBuffer>).then(() => tuneEngineFor(job.input)) : undefined;
       return await preinitializeParts(job.input, {
         validated,
         initFunc: job.initFunc,
