@@ -26,14 +26,26 @@ export class BinaryWriter {
     }
   }
 
-  /** A new arena, twice as big as the last (from 64 bytes to 64 KiB), with the bytes not yet flushed moved in. */
-  private grow(): void {
+  /** A new arena, twice as big as the last (from 64 bytes to 64 KiB) and room for `needed`, with the bytes not yet flushed moved in. */
+  private grow(needed = 1): void {
     const pending = this.arena.subarray(this.start, this.used);
-    const next = new Uint8Array(Math.max(Math.min(this.arena.length * 2, 1 << 16), 64, pending.length * 2));
+    const next = new Uint8Array(Math.max(Math.min(this.arena.length * 2, 1 << 16), 64, pending.length * 2, pending.length + needed));
     next.set(pending);
     this.arena = next;
     this.start = 0;
     this.used = pending.length;
+  }
+
+  /** Room for `n` more bytes in the arena. */
+  private reserve(n: number): void {
+    if (this.used + n > this.arena.length) this.grow(n);
+  }
+
+  /** The arena holds bytes up to `at`. */
+  private advance(at: number): this {
+    this.size += at - this.used;
+    this.used = at;
+    return this;
   }
 
   /** One byte. */
@@ -46,35 +58,20 @@ export class BinaryWriter {
 
   /** Unsigned LEB128 (up to 2^53). */
   u32(v: number): this {
-    do {
-      let b = v % 128;
-      v = Math.floor(v / 128);
-      if (v > 0) b |= 0x80;
-      this.byte(b);
-    } while (v > 0);
-    return this;
+    this.reserve(8);
+    return this.advance(putU32(this.arena, this.used, v));
   }
 
   /** Signed LEB128 of a 32-bit integer. */
   s32(v: number): this {
-    v |= 0;
-    for (;;) {
-      const b = v & 0x7f;
-      v >>= 7;
-      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) return this.byte(b);
-      this.byte(b | 0x80);
-    }
+    this.reserve(5);
+    return this.advance(putS32(this.arena, this.used, v));
   }
 
   /** Signed LEB128 of a 64-bit integer. */
   s64(v: bigint): this {
-    v = BigInt.asIntN(64, v);
-    for (;;) {
-      const b = Number(v & 0x7fn);
-      v >>= 7n;
-      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) return this.byte(b);
-      this.byte(b | 0x80);
-    }
+    this.reserve(10);
+    return this.advance(putS64(this.arena, this.used, v));
   }
 
   /** Appends a view without copying it. */
@@ -121,6 +118,44 @@ export class BinaryWriter {
   /** The bytes, concatenated once. */
   finish(): Uint8Array {
     return concat(this.parts());
+  }
+}
+
+/** Writes `v` as unsigned LEB128 (up to 2^53) into `b` at `at`; returns where it ends. */
+export function putU32(b: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    b[at++] = (v % 128) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  b[at++] = v;
+  return at;
+}
+
+/** Writes `v` (a 32-bit integer) as signed LEB128 into `b` at `at`; returns where it ends. */
+export function putS32(b: Uint8Array, at: number, v: number): number {
+  v |= 0;
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      b[at++] = byte;
+      return at;
+    }
+    b[at++] = byte | 0x80;
+  }
+}
+
+/** Writes `v` (a 64-bit integer) as signed LEB128 into `b` at `at`; returns where it ends. */
+export function putS64(b: Uint8Array, at: number, v: bigint): number {
+  v = BigInt.asIntN(64, v);
+  for (;;) {
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    if ((v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0)) {
+      b[at++] = byte;
+      return at;
+    }
+    b[at++] = byte | 0x80;
   }
 }
 

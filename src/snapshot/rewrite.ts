@@ -4,7 +4,7 @@ import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
-import { BinaryWriter, concat } from '../parse/writer.ts';
+import { BinaryWriter, concat, putS32, putS64, putU32 } from '../parse/writer.ts';
 import { stubCodeSection } from './code-context.ts';
 import { snapshotSegments, type NewSegment, type SnapshotData } from './segments.ts';
 import { refExpr, tableEdits } from './tables.ts';
@@ -237,38 +237,3 @@ function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments:
 
 /** The longest segment header: flag, memory index (LEB128: 5), i64.const (1 + 10), end, length (up to 2^53: 8). */
 const MAX_HEADER = 26;
-
-/** Unsigned LEB128 (up to 2^53), as `BinaryWriter.u32`. */
-function putU32(b: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    b[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  b[at++] = v;
-  return at;
-}
-
-function putS32(b: Uint8Array, at: number, v: number): number {
-  for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
-      b[at++] = byte;
-      return at;
-    }
-    b[at++] = byte | 0x80;
-  }
-}
-
-function putS64(b: Uint8Array, at: number, v: bigint): number {
-  v = BigInt.asIntN(64, v);
-  for (;;) {
-    const byte = Number(v & 0x7fn);
-    v >>= 7n;
-    if ((v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0)) {
-      b[at++] = byte;
-      return at;
-    }
-    b[at++] = byte | 0x80;
-  }
-}
