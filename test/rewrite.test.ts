@@ -157,4 +157,29 @@ describe('the output skeleton used for validation', () => {
     expect(skeleton.sections.map((x) => x.id)).toEqual(full.sections.map((x) => x.id));
     expect(WebAssembly.validate(skeletonBytes as BufferSource)).toBe(true);
   });
+
+  it('writes the scanner-encoded segments of a second memory as their bytes, and the skeleton as as many empty entries', async () => {
+    const { rewrite } = await import('../src/snapshot/rewrite.ts');
+    const { snapshotData, scriptSegments } = await import('../src/snapshot/segments.ts');
+    const input = await wat(`(module (memory 1) (memory 2) (data (i32.const 0) "abc"))`);
+    const ctx = parseModule(input);
+    const first = new Uint8Array(65536);
+    first.set([9], 5);
+    const second = new WebAssembly.Memory({ initial: 2 });
+    const bytes = new Uint8Array(second.buffer);
+    for (let i = 0; i < 300; i++) bytes[i * 400 + 7] = 1 + (i % 200);
+    const memories = [{ index: 0, pages: 1, bytes: first }, { index: 1, pages: 2, bytes, memory: second }];
+    const data = snapshotData(memories);
+    expect(data.pieces.some((p) => 'encoded' in p && p.memory === 1 && p.count === 300)).toBe(true);
+    const state = { globals: new Map(), refGlobals: new Map(), memories, tables: [], dropped: { data: new Set<number>(), elem: new Set<number>() } };
+    const full = rewrite(ctx, state, { segments: data });
+    const written = parseModule(full).dataSegments.slice(1);
+    const expected = scriptSegments(memories);
+    expect(written.map((s) => [s.memory, full.subarray(s.end - s.length, s.end)])).toEqual(expected.map((s) => [s.memory, s.bytes]));
+    expect(full).toEqual(rewrite(ctx, state, { segments: expected }));
+    const skeleton = rewrite(ctx, state, { segments: data, skeleton: true });
+    const entries = parseModule(skeleton).dataSegments.slice(1);
+    expect(entries.map((s) => [s.memory, s.length])).toEqual(expected.map((s) => [s.memory, 0]));
+    expect(WebAssembly.validate(skeleton as BufferSource)).toBe(true);
+  });
 });

@@ -388,22 +388,13 @@ function readExport(r: BinaryReader): Export {
 function readDataSegment(r: BinaryReader): DataSegment {
   const start = r.pos;
   const flag = r.u32();
-  let segment: Pick<DataSegment, 'mode' | 'memory'>;
-  if (flag === 0) {
-    skipConstExpr(r);
-    segment = { mode: 'active', memory: 0 };
-  } else if (flag === 1) {
-    segment = { mode: 'passive', memory: 0 };
-  } else if (flag === 2) {
-    const memory = r.u32();
-    skipConstExpr(r);
-    segment = { mode: 'active', memory };
-  } else {
-    return r.fail(`unknown data segment flags ${flag}`, start);
-  }
+  if (flag > 2) return r.fail(`unknown data segment flags ${flag}`, start);
+  const memory = flag === 2 ? r.u32() : 0;
+  if (flag !== 1) skipConstExpr(r);
   const length = r.u32();
   r.skip(length);
-  return { ...segment, start, end: r.pos, length };
+  // One object literal (a module may have thousands of segments, read by cold code).
+  return { mode: flag === 1 ? 'passive' : 'active', memory, start, end: r.pos, length };
 }
 
 /**

@@ -159,6 +159,15 @@ export function putS64(b: Uint8Array, at: number, v: bigint): number {
   }
 }
 
+/** `pattern` `count` times over, in one array (filled by doubling copies). */
+export function repeated(pattern: readonly number[], count: number): Uint8Array {
+  const out = new Uint8Array(pattern.length * count);
+  if (count === 0) return out;
+  out.set(pattern);
+  for (let filled = pattern.length; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+  return out;
+}
+
 /** Concatenates byte chunks into one array (the chunk itself when there is only one). */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0]!;

@@ -7,7 +7,7 @@
 import { BinaryReader } from '../parse/reader.ts';
 import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import type { ModuleContext } from '../parse/types.ts';
-import { BinaryWriter } from '../parse/writer.ts';
+import { BinaryWriter, repeated } from '../parse/writer.ts';
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -34,17 +34,37 @@ export function declaredFunctions(ctx: ModuleContext): Set<number> {
   return refs;
 }
 
-/** The body of each defined function: [start, end) in the module's bytes, after the body's size. */
+const bodiesOf = new WeakMap<ModuleContext, { start: number; end: number }[]>();
+
+/**
+ * The body of each defined function: [start, end) in the module's bytes, after the body's size. Computed once per
+ * context, with the sizes' LEB128 read inline: an engine has tens of thousands of bodies, and this runs cold.
+ */
 export function functionBodies(ctx: ModuleContext): { start: number; end: number }[] {
+  const known = bodiesOf.get(ctx);
+  if (known) return known;
   const section = findSection(ctx, SectionId.code);
   if (!section) return [];
-  const r = new BinaryReader(ctx.bytes, section.contentStart, section.end);
+  const b = ctx.bytes;
+  let at = section.contentStart;
+  const leb = (): number => {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      if (at >= section.end) return new BinaryReader(b, at, section.end).fail('code section ends inside a body size');
+      const byte = b[at++]!;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+  };
   const bodies: { start: number; end: number }[] = [];
-  for (let n = r.u32(), i = 0; i < n; i++) {
-    const size = r.u32();
-    bodies.push({ start: r.pos, end: r.pos + size });
-    r.pos += size;
+  for (let n = leb(); n > 0; n--) {
+    const size = leb();
+    bodies.push({ start: at, end: at + size });
+    at += size;
   }
+  bodiesOf.set(ctx, bodies);
   return bodies;
 }
 
@@ -56,9 +76,7 @@ export function stubCodeSection(ctx: ModuleContext, kept?: ReadonlySet<number>):
   const count = ctx.functionTypes.length;
   const code = new BinaryWriter().u32(count);
   // Every stub is the same 4 bytes (size 3, no locals, unreachable, end): runs of them are views of one array.
-  const stubs = new Uint8Array(4 * count);
-  if (count > 0) stubs.set(STUB_BODY);
-  for (let filled = 4; filled < stubs.length; filled *= 2) stubs.copyWithin(filled, 0, Math.min(filled, stubs.length - filled));
+  const stubs = repeated(STUB_BODY, count);
   const bodies = kept?.size ? functionBodies(ctx) : [];
   let run = 0;
   for (const f of [...(kept ?? [])].sort((a, b) => a - b)) {

@@ -4,7 +4,7 @@ import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import { BinaryReader } from '../parse/reader.ts';
 import { WIZER_PREFIX, type Instrumentation } from '../instrument/instrument.ts';
 import type { DataSegment, DefinedGlobal, ModuleContext } from '../parse/types.ts';
-import { BinaryWriter, concat, putS32, putS64, putU32 } from '../parse/writer.ts';
+import { BinaryWriter, concat, putS32, putS64, putU32, repeated } from '../parse/writer.ts';
 import { stubCodeSection } from './code-context.ts';
 import { snapshotSegments, type NewSegment, type SnapshotData } from './segments.ts';
 import { refExpr, tableEdits } from './tables.ts';
@@ -195,41 +195,36 @@ function dataSection(ctx: ModuleContext, kept: readonly DataSegment[], segments:
   // A snapshot has up to thousands of segments: their headers are encoded into one array here, between views of
   // memory (the writer's per-byte calls were most of this function's time), when the scanner did not encode
   // them. A skeleton's offsets are all 0: a module validates the same whatever their values.
-  let headers = new Uint8Array(segments.pieces.length * MAX_HEADER);
+  const headers = new Uint8Array(segments.pieces.length * MAX_HEADER);
   let at = 0;
   let from = 0;
   for (const s of segments.pieces) {
-    if ('encoded' in s && !skeleton) {
-      w.raw(headers.subarray(from, at)).raw(s.encoded);
+    if ('encoded' in s) {
+      // In a skeleton, the same entry each time (a 32-bit memory, offset 0, no bytes).
+      const entry = [...(s.memory === 0 ? [0x00] : [0x02, ...new BinaryWriter().u32(s.memory).finish()]), 0x41, 0x00, 0x0b, 0x00];
+      w.raw(headers.subarray(from, at)).raw(skeleton ? repeated(entry, s.count) : s.encoded);
       from = at;
       continue;
     }
-    for (let n = ('count' in s ? s.count : 1); n > 0; n--) {
-      if (at + MAX_HEADER > headers.length) {
-        w.raw(headers.subarray(from, at));
-        headers = new Uint8Array(Math.max(headers.length, 1024) * 2);
-        at = from = 0;
-      }
-      if (s.memory === 0) headers[at++] = 0x00;
-      else {
-        headers[at++] = 0x02;
-        at = putU32(headers, at, s.memory);
-      }
-      const offset = skeleton || !('offset' in s) ? 0 : s.offset;
-      if (memory64.get(s.memory)) {
-        headers[at++] = 0x42;
-        at = putS64(headers, at, BigInt(offset));
-      } else {
-        headers[at++] = 0x41;
-        at = putS32(headers, at, offset | 0);
-      }
-      headers[at++] = 0x0b;
-      if (skeleton || !('bytes' in s)) headers[at++] = 0x00;
-      else {
-        at = putU32(headers, at, s.bytes.length);
-        w.raw(headers.subarray(from, at)).raw(s.bytes);
-        from = at;
-      }
+    if (s.memory === 0) headers[at++] = 0x00;
+    else {
+      headers[at++] = 0x02;
+      at = putU32(headers, at, s.memory);
+    }
+    const offset = skeleton ? 0 : s.offset;
+    if (memory64.get(s.memory)) {
+      headers[at++] = 0x42;
+      at = putS64(headers, at, BigInt(offset));
+    } else {
+      headers[at++] = 0x41;
+      at = putS32(headers, at, offset | 0);
+    }
+    headers[at++] = 0x0b;
+    if (skeleton) headers[at++] = 0x00;
+    else {
+      at = putU32(headers, at, s.bytes.length);
+      w.raw(headers.subarray(from, at)).raw(s.bytes);
+      from = at;
     }
   }
   return w.raw(headers.subarray(from, at));
