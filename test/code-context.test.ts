@@ -32,6 +32,33 @@ describe('codeContextKept', () => {
     await expect(preinitialize(input)).rejects.toThrow(/the snapshot came out invalid/);
   });
 
+  it('keeps a removed export declared when an element segment declares it too (or a global, in the output), and only then', async () => {
+    const input = await wat(`(module
+      (table 2 funcref) (elem (i32.const 0) $other $init)
+      (func $init (export "wizer-initialize"))
+      (func $other)
+      (func (export "ref") (result funcref) (ref.func $init)))`);
+    const output = await preinitialize(input);
+    expect(bodiesToValidate(parseModule(input), parseModule(output))).toEqual(new Set());
+    const ctx = parseModule(input);
+    expect(declaredFunctions(ctx, false)).toEqual(new Set([0, 2]));
+    expect(declaredFunctions(ctx)).toEqual(new Set([0, 1, 2]));
+    // The same elements in a module that no longer exports it, with a global that does declare it: still declared.
+    const viaGlobal = await wat(`(module
+      (table 2 funcref) (elem (i32.const 0) $other $other)
+      (global funcref (ref.func $init))
+      (func $init) (func $other)
+      (func (export "ref") (result funcref) (ref.func $init)))`);
+    const noGlobal = await wat(`(module
+      (table 2 funcref) (elem (i32.const 0) $other $other)
+      (global funcref (ref.null func))
+      (func $init) (func $other)
+      (func (export "ref") (result funcref) (ref.func $init)))`);
+    expect(bodiesToValidate(parseModule(viaGlobal), parseModule(viaGlobal))).toEqual(new Set());
+    // Declared by the global alone, then by nothing: the body that refers to it is named.
+    expect(bodiesToValidate(parseModule(viaGlobal), parseModule(noGlobal))).toEqual(new Set([2]));
+  });
+
   it('fails when a global, table or memory changes type, or the data count shrinks', async () => {
     const base = await wat(`(module (memory 1) (table 1 funcref) (global (mut i32) (i32.const 0)) (data "x") (func (data.drop 0)))`);
     for (const other of [

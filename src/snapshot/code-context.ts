@@ -9,7 +9,11 @@ import { findSection, SectionId, skipConstExpr } from '../parse/module.ts';
 import type { ModuleContext } from '../parse/types.ts';
 import { BinaryWriter, repeated } from '../parse/writer.ts';
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** A section's content bytes, or an empty array. */
 function content(ctx: ModuleContext, id: number): Uint8Array {
@@ -17,21 +21,50 @@ function content(ctx: ModuleContext, id: number): Uint8Array {
   return s ? ctx.bytes.subarray(s.contentStart, s.end) : new Uint8Array(0);
 }
 
-/** The functions a module declares outside its code: in element segments, global initializers and exports. */
-export function declaredFunctions(ctx: ModuleContext): Set<number> {
+/**
+ * The functions a module declares outside its code: in element segments, global initializers and exports
+ * (`elements: false`: in the latter two only).
+ */
+export function declaredFunctions(ctx: ModuleContext, elements = true): Set<number> {
   const refs = new Set<number>();
   const add = (f: number) => refs.add(f);
-  for (const s of ctx.elementSegments) {
+  for (const s of elements ? ctx.elementSegments : []) {
     const r = new BinaryReader(ctx.bytes, s.items, s.end);
     const count = r.u32();
-    for (let i = 0; i < count; i++) {
-      if (s.exprs) skipConstExpr(r, add);
-      else add(r.u32());
+    if (s.exprs) {
+      for (let i = 0; i < count; i++) skipConstExpr(r, add);
+      continue;
+    }
+    // Function indices: thousands in an engine's table, read inline (this runs cold).
+    const b = ctx.bytes;
+    let at = r.pos;
+    for (let i = 0; i < count && at < s.end; i++) {
+      let f = 0;
+      let scale = 1;
+      let byte;
+      do {
+        byte = b[at++]!;
+        f += (byte & 0x7f) * scale;
+        scale *= 128;
+      } while (byte & 0x80 && at < s.end);
+      refs.add(f);
     }
   }
   for (const g of ctx.globals) skipConstExpr(new BinaryReader(ctx.bytes, g.initStart, g.end), add);
   for (const e of ctx.exports) if (e.kind === 'func') add(e.index);
   return refs;
+}
+
+/** The functions `input` declares and `output` does not. */
+function undeclaredIn(input: ModuleContext, output: ModuleContext): number[] {
+  const undeclared = (a: Set<number>, b: Set<number>) => [...a].filter((f) => !b.has(f));
+  if (!sameBytes(content(input, SectionId.element), content(output, SectionId.element))) {
+    return undeclared(declaredFunctions(input), declaredFunctions(output));
+  }
+  // The same element segments declare the same functions in both: only those the input's globals and exports
+  // declare and the output's do not (the removed init function) may be undeclared, unless an element declares them.
+  const candidates = undeclared(declaredFunctions(input, false), declaredFunctions(output, false));
+  return candidates.length === 0 ? [] : undeclared(new Set(candidates), declaredFunctions(output));
 }
 
 const bodiesOf = new WeakMap<ModuleContext, { start: number; end: number }[]>();
@@ -128,8 +161,7 @@ export function bodiesToValidate(input: ModuleContext, output: ModuleContext): S
     if (a.top !== b.top || !sameBytes(typeOf(input, a), typeOf(output, b))) return 'all';
   }
   if (input.dataCount !== undefined && (output.dataCount ?? -1) < input.dataCount) return 'all';
-  const declared = declaredFunctions(output);
-  const undeclared = [...declaredFunctions(input)].filter((f) => !declared.has(f));
+  const undeclared = undeclaredIn(input, output);
   return undeclared.length === 0 ? new Set() : bodiesReferring(input, undeclared);
 }
 
@@ -156,7 +188,13 @@ function bodiesReferring(ctx: ModuleContext, functions: readonly number[]): Set<
   let bodies: { start: number; end: number }[] | undefined;
   let body = 0;
   for (let at = code.indexOf(0xd2, section.contentStart); at >= 0; at = code.indexOf(0xd2, at + 1)) {
-    if (!patterns.some((p) => p.every((b, k) => k === 0 || code[at + k] === b))) continue;
+    let match = false;
+    for (const p of patterns) {
+      let k = 1;
+      while (k < p.length && code[at + k] === p[k]) k++;
+      if ((match = k === p.length)) break;
+    }
+    if (!match) continue;
     bodies ??= functionBodies(ctx);
     while (body < bodies.length && bodies[body]!.end <= at) body++;
     // Bytes in a body's size or locals are not code, but validating that body too costs little.
