@@ -39,9 +39,25 @@ export function tuningPays(input: Uint8Array): boolean {
 export function tuneEngineFor(input: Uint8Array): void {
   const flags = ['--wasm-lazy-validation', `--wasm-tiering-budget=${100 * V8_TIERING_BUDGET}`];
   if (input.length <= SMALL_MODULE_BYTES) flags.push('--no-liftoff');
+  setFlags(flags);
+}
+
+/**
+ * Gives the modules instantiated from now on V8's own tiering budget again: V8 reads it when it instantiates a
+ * module, so the guest keeps the raised one, and wiz's scanner (whose loop is hot from its first call) tiers up
+ * as soon as V8 would.
+ */
+export function untuneAfterInstantiation(): void {
+  if (tuned) setFlags([`--wasm-tiering-budget=${V8_TIERING_BUDGET}`]);
+}
+
+let tuned = false;
+
+function setFlags(flags: readonly string[]): void {
   try {
     const v8 = process.getBuiltinModule('node:v8') as typeof import('node:v8');
     for (const flag of flags) v8.setFlagsFromString(flag);
+    tuned = true;
   } catch {
     // The engine validates again when compiling and tiers as it likes: slower, as valid.
   }

@@ -6,7 +6,7 @@ import { instantiate } from '../src/run/initialize.ts';
 import { formatInvocation, parseInvocation } from '../src/run/invoke.ts';
 import { parseRenames } from '../src/snapshot/rewrite.ts';
 import { tableBaseline } from '../src/snapshot/state.ts';
-import { tuneEngineFor, tuningPays } from './engine.ts';
+import { tuneEngineFor, tuningPays, untuneAfterInstantiation } from './engine.ts';
 import { createHost, type HostOptions, type HostTrace } from './host.ts';
 import type { WizWarningCode } from '../src/errors.ts';
 import { isComponent } from '../src/component/binary.ts';
@@ -83,7 +83,10 @@ export async function runJob(job: Job, out: JobOutput, onTrace?: (trace: HostTra
         renames: job.renames,
         keepInstrumentation: job.keepInstrumentation,
         imports: host.imports,
-        onInstantiated: (instance) => host.bind(instance),
+        onInstantiated: (instance) => {
+          untuneAfterInstantiation();
+          host.bind(instance);
+        },
         onWarning: out.warn,
       });
     }
