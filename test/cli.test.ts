@@ -9,6 +9,20 @@ import { wat } from './helpers/wat.ts';
 const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 const init = (body: string) => `(func (export "wizer-initialize") ${body})`;
 
+/** A custom section named `name` with `size` bytes of content after its name. */
+function customSection(name: string, size: number): number[] {
+  const leb = (n: number) => {
+    const out: number[] = [];
+    do {
+      out.push((n & 0x7f) | (n >= 0x80 ? 0x80 : 0));
+      n >>>= 7;
+    } while (n > 0);
+    return out;
+  };
+  const content = [...leb(name.length), ...new TextEncoder().encode(name), ...new Uint8Array(size)];
+  return [0, ...leb(content.length), ...content];
+}
+
 interface BadCase {
   name: string;
   input: () => Promise<Uint8Array> | Uint8Array;
@@ -29,6 +43,15 @@ const bad: BadCase[] = [
     input: () => new Uint8Array([...header, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, 5, 1, 3, 0, 0x6a, 0x0b]),
     message: /invalid module: Compiling function #0 failed: .*i32\.add/,
   },
+  // Init never calls the invalid function: the command line's engine settings (cli/engine.ts: modules of at most
+  // 8 KB, and of 1 MB or more, where bodies are validated lazily) must still refuse it before anything runs.
+  ...[0, 1_200_000].map((padding): BadCase => ({
+    name: `an invalid function that init never calls, in a module of ${padding ? '1.2 MB' : 'a few bytes'}`,
+    input: () => new Uint8Array([...header, 1, 4, 1, 0x60, 0, 0, 3, 3, 2, 0, 0, 7, 20, 1, 16,
+      ...new TextEncoder().encode('wizer-initialize'), 0, 0, 10, 9, 2, 2, 0, 0x0b, 4, 0, 0x6a, 0x1a, 0x0b,
+      ...(padding ? customSection('pad', padding) : [])]),
+    message: /invalid module: Compiling function #1 failed: .*i32\.add/,
+  })),
   {
     name: 'a component without the init function (components are pre-initialized: test/component.test.ts)',
     input: () => new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]),
