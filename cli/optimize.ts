@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { renameInstrumentation } from '../src/instrument/instrument.ts';
 import { WizError } from '../src/errors.ts';
+import { invalidity } from '../src/run/initialize.ts';
 import { parseModule } from '../src/parse/module.ts';
 import type { Section } from '../src/parse/types.ts';
 import { concat } from '../src/parse/writer.ts';
@@ -87,11 +88,8 @@ async function runBinaryen(wasm: Uint8Array, options: { keepNames?: boolean }): 
     module.optimize();
     // The optimizer may renumber globals: instrumentation kept for wiz snapshot is renamed after what it exports.
     const bytes = renameInstrumentation(keepTargetFeatures(wasm, module.emitBinary()));
-    // Validated, not just compiled: the command line may have made V8 validate function bodies lazily.
-    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) {
-      const why = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).then(() => 'WebAssembly.validate refused it', (e: Error) => e.message);
-      throw new WizError('invalid', `Binaryen's output does not compile here (${why}); write the module without --optimize`);
-    }
+    const why = await invalidity(bytes);
+    if (why !== undefined) throw new WizError('invalid', `Binaryen's output does not compile here (${why}); write the module without --optimize`);
     return { bytes, features: featureNames(binaryen, features), keptNames, ms: performance.now() - start };
   } finally {
     module.dispose();

@@ -1,6 +1,6 @@
 import { WizError } from './errors.ts';
 import { instrument, type InstrumentedModule } from './instrument/instrument.ts';
-import { compileError, compileModule, initialize, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
+import { compileError, compileModule, initialize, invalidity, resolveInitFunc, type InitializeOptions } from './run/initialize.ts';
 import { encodeProvenance, PROVENANCE_SECTION, provenanceOf } from './snapshot/provenance.ts';
 import { rewrite, rewriteParts, type RewriteOptions } from './snapshot/rewrite.ts';
 import { concat } from './parse/writer.ts';
@@ -157,12 +157,8 @@ export async function writeSnapshot(
     const valid = bodies !== 'all' && (bodies.size === 0 || WebAssembly.validate(rewrite(context, state, { ...skeleton, stubCode: bodies }) as Uint8Array<ArrayBuffer>));
     if (!valid) {
       // Validation first: it works where compiling at run time is forbidden (edge platforms); compiling gives the reason.
-      const whole = rewrite(context, state, skeleton) as Uint8Array<ArrayBuffer>;
-      // (An engine that validates function bodies lazily compiles an invalid one: the verdict stays validate's.)
-      if (!WebAssembly.validate(whole)) {
-        await WebAssembly.compile(whole);
-        throw new Error('WebAssembly.validate refused it');
-      }
+      const why = await invalidity(rewrite(context, state, skeleton));
+      if (why !== undefined) throw new Error(why);
     }
   } catch (e) {
     // The module wiz ran carried the probe; a module whose code is valid only with the probe appended (it

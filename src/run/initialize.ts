@@ -68,6 +68,16 @@ const FEATURE_NODE: Record<string, string> = {
   custom_page_sizes: 'no Node release', fp16: 'no Node release',
 };
 
+/**
+ * Why the engine refuses `bytes` (its message), or undefined when they are valid. Validated, not just compiled: an
+ * engine that validates function bodies lazily (wiz's command line turns that on) compiles a module whose invalid
+ * bodies have not run; compiling only gives the reason.
+ */
+export async function invalidity(bytes: Uint8Array): Promise<string | undefined> {
+  if (WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return undefined;
+  return WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>).then(() => 'WebAssembly.validate refused it', (e: unknown) => String((e as Error)?.message ?? e));
+}
+
 /** The engine's refusal of a module, as one line. */
 export function compileError(e: unknown): WizError {
   const message = String((e as Error)?.message ?? e).replace(/^WebAssembly\.\w+\(\): /, '');
